@@ -1,0 +1,128 @@
+"""``workstation echo`` and ``workstation find`` (in the spirit of DCMTK findscu)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pydicom.dataset import Dataset
+
+from workstation import settings as settings_mod
+from workstation.cli.output import CsvWriter, write_json_line, write_table
+from workstation.dimse.echo import echo
+from workstation.dimse.find import find
+from workstation.nodes import RemoteNode
+from workstation.query import InformationModel, Level, Query
+
+
+def resolve_target(args: argparse.Namespace) -> tuple[RemoteNode, str]:
+    """The node named on the command line, with ``--timeout`` applied, and our AE title."""
+    settings = settings_mod.load()
+    node = settings.node(args.target)
+    if args.timeout is not None:
+        node = node.with_options(dimse_timeout=args.timeout, connect_timeout=args.timeout)
+    return node, args.aet or settings.ae_title
+
+
+def run_echo(args: argparse.Namespace) -> int:
+    node, aet = resolve_target(args)
+    print(echo(node, calling_aet=aet))
+    return 0
+
+
+def add_query_arguments(parser: argparse.ArgumentParser, *, worklist: bool = True) -> None:
+    """Model, level, keys and query file: shared by find, move and get."""
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument(
+        "-P",
+        dest="model",
+        action="store_const",
+        const=InformationModel.PATIENT_ROOT,
+        help="Patient Root information model",
+    )
+    models.add_argument(
+        "-S",
+        dest="model",
+        action="store_const",
+        const=InformationModel.STUDY_ROOT,
+        help="Study Root information model (default)",
+    )
+    if worklist:
+        models.add_argument(
+            "-W",
+            dest="model",
+            action="store_const",
+            const=InformationModel.WORKLIST,
+            help="Modality Worklist information model",
+        )
+    parser.add_argument(
+        "-L",
+        "--level",
+        type=str.upper,
+        choices=[lv.value for lv in Level],
+        help="query/retrieve level (default: PATIENT with -P, else STUDY)",
+    )
+    parser.add_argument(
+        "-q",
+        "--key",
+        dest="keys",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="a matching or return key: keyword or tag, Seq.Key for sequences; repeatable",
+    )
+    parser.add_argument(
+        "query_file", nargs="?", help="a DICOM file whose attributes start the query"
+    )
+
+
+def build_query(args: argparse.Namespace, *, defaults: bool = True) -> Query:
+    model = args.model or InformationModel.STUDY_ROOT
+    level = None
+    if model is not InformationModel.WORKLIST:
+        default = Level.PATIENT if model is InformationModel.PATIENT_ROOT else Level.STUDY
+        level = Level(args.level) if args.level else default
+    return Query.build(model, level, args.keys, args.query_file, defaults=defaults)
+
+
+def add_find_arguments(parser: argparse.ArgumentParser) -> None:
+    add_query_arguments(parser)
+    parser.add_argument(
+        "--no-default-keys",
+        action="store_true",
+        help="send only the keys given (no default return keys for the level)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N matches (sends C-CANCEL)",
+    )
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one DICOM JSON object per line")
+    fmt.add_argument("--csv", action="store_true", help="comma-separated values with a header")
+
+
+def run_find(args: argparse.Namespace) -> int:
+    node, aet = resolve_target(args)
+    query = build_query(args, defaults=not args.no_default_keys)
+    results = find(node, query, calling_aet=aet, limit=args.limit)
+    rows: list[Dataset] = []
+    if args.json:
+        for ds in results:
+            write_json_line(ds)
+    elif args.csv:
+        writer = CsvWriter()
+        for ds in results:
+            writer.write(ds)
+    else:
+        rows = list(results)
+        write_table(rows)
+    noun = "match" if results.count == 1 else "matches"
+    summary = f"{results.count} {noun} from {node} in {results.seconds:.2f} s"
+    if results.limited:
+        summary += f" (stopped at --limit {args.limit})"
+    if (not args.json and not args.csv) or sys.stderr.isatty():
+        print(summary, file=sys.stderr)
+    return 0

@@ -1,0 +1,198 @@
+"""``workstation move``, ``workstation get`` and ``workstation store-scp``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+
+from workstation import settings as settings_mod
+from workstation.cli.query_cmds import add_query_arguments, build_query, resolve_target
+from workstation.dimse.outcome import RetrieveOutcome, RetrieveProgress, RetrieveState
+from workstation.dimse.retrieve import get, move
+from workstation.dimse.storage import StorageServer
+from workstation.nodes import LocalAE
+from workstation.store import LocalStore, StoredInstance
+
+
+def _add_store_arguments(parser: argparse.ArgumentParser, settings: settings_mod.Settings) -> None:
+    parser.add_argument(
+        "--store",
+        default=None,
+        metavar="DIR",
+        help=f"the local store folder (default: {settings.store_dir})",
+    )
+
+
+def add_retrieve_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    settings = settings_mod.Settings()
+    add_query_arguments(parser, worklist=False)
+    _add_store_arguments(parser, settings)
+    if verb == "move":
+        parser.add_argument(
+            "--port",
+            type=int,
+            default=None,
+            help=f"port of our storage SCP, the move destination (default {settings.store_port})",
+        )
+        parser.add_argument(
+            "--bind", default=None, help="address our storage SCP listens on (default: all)"
+        )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="give up after S seconds without a response or an instance (default 30)",
+    )
+    parser.add_argument(
+        "--total-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="give up after S seconds in all (default: no limit)",
+    )
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip the C-FIND listing (no completion check; the query must hold the UIDs)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+
+def add_store_scp_arguments(parser: argparse.ArgumentParser) -> None:
+    settings = settings_mod.Settings()
+    _add_store_arguments(parser, settings)
+    parser.add_argument("--aet", default=None, help="our AE title (default WORKSTATION)")
+    parser.add_argument("--port", type=int, default=None, help="port to listen on (default 11113)")
+    parser.add_argument("--bind", default=None, help="address to listen on (default: all)")
+    parser.add_argument(
+        "--allow",
+        nargs="+",
+        default=None,
+        metavar="AET",
+        help="accept associations only from these calling AE titles",
+    )
+
+
+class ProgressLine:
+    """A live progress line on stderr, repainted at most ten times a second."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.last = 0.0
+        self.lock = threading.Lock()
+        self.shown = False
+
+    def __call__(self, progress: RetrieveProgress) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.1:
+            return
+        with self.lock:
+            self.last = now
+            total = progress.expected if progress.expected is not None else "?"
+            fraction = progress.fraction
+            pct = f"{fraction * 100:5.1f}%" if fraction is not None else "    ?"
+            counters = ""
+            if progress.remaining is not None:
+                counters = (
+                    f"  pacs: {progress.completed} done, {progress.remaining} left, "
+                    f"{progress.failed or 0} failed"
+                )
+            sys.stderr.write(
+                f"\r{pct}  {progress.received}/{total} instances  "
+                f"{progress.megabytes_per_second:5.1f} MB/s{counters}\x1b[K"
+            )
+            sys.stderr.flush()
+            self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _print_outcome(outcome: RetrieveOutcome, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(outcome.to_json(), indent=2))
+    else:
+        print(f"{outcome.node}: {outcome}")
+        for uid in outcome.missing[:20]:
+            print(f"  missing {uid}")
+        if len(outcome.missing) > 20:
+            print(f"  ... and {len(outcome.missing) - 20} more")
+    return {RetrieveState.DONE: 0, RetrieveState.CANCELLED: 130}.get(outcome.state, 1)
+
+
+def run_retrieve(args: argparse.Namespace) -> int:
+    from workstation.cancel import CancelToken
+
+    settings = settings_mod.load()
+    node, aet = resolve_target(args)
+    query = build_query(args)
+    progress = ProgressLine(sys.stderr.isatty())
+    token = CancelToken()
+    options = dict(
+        on_progress=progress,
+        cancel=token,
+        idle_timeout=args.idle_timeout or settings.retrieve_idle_timeout,
+        total_timeout=args.total_timeout,
+        check=not args.no_check,
+    )
+    # Ctrl+C cancels the retrieve (C-CANCEL, then abort) and still prints what arrived.
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: token.cancel())
+    try:
+        with LocalStore(args.store or settings.store_dir) as store:
+            if args.verb == "get":
+                outcome = get(node, query, store, calling_aet=aet, **options)
+            else:
+                local = LocalAE(
+                    args.aet or settings.ae_title,
+                    settings.store_port if args.port is None else args.port,
+                    args.bind or settings.store_bind,
+                )
+                with StorageServer(local, store) as scp:
+                    outcome = move(node, query, scp, **options)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        progress.close()
+    return _print_outcome(outcome, args.json)
+
+
+def run_store_scp(args: argparse.Namespace) -> int:
+    settings = settings_mod.load()
+    local = LocalAE(
+        args.aet or settings.ae_title,
+        settings.store_port if args.port is None else args.port,
+        args.bind or settings.store_bind,
+    )
+    allowed = args.allow if args.allow is not None else settings.allowed_callers
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+
+    def report(stored: StoredInstance) -> None:
+        note = " (already stored)" if stored.duplicate else ""
+        print(f"stored {stored.sop_instance_uid} ({stored.size} bytes){note}", flush=True)
+
+    try:
+        with (
+            LocalStore(args.store or settings.store_dir) as store,
+            StorageServer(local, store, allowed_callers=allowed) as scp,
+        ):
+            scp.subscribe(report)
+            callers = ", ".join(allowed) if allowed else "any AE title"
+            print(
+                f"{scp} listening, storing into {store.root}, accepting {callers}; Ctrl+C to stop",
+                file=sys.stderr,
+                flush=True,
+            )
+            while not stop.wait(0.5):
+                pass
+            print(f"stopped after {scp.received} instances", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 0

@@ -1,0 +1,1 @@
+"""Everything that speaks DIMSE, through pynetdicom. Nothing here imports Qt."""

@@ -1,0 +1,182 @@
+"""C-FIND: query a node and stream its matches as they arrive (PS3.4 C.4.1, K.4.1).
+
+:func:`find` returns a :class:`FindResults` at once; iterating it opens the association and
+yields each matching identifier when the PACS sends it, so the first row can be shown while the
+PACS is still answering. A limit or a cancel sends C-CANCEL on the same association and aborts
+it if the PACS has not answered the cancel within a short grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Generator, Iterator
+
+from pydicom.dataset import Dataset
+from pynetdicom.association import Association
+
+from workstation.cancel import CancelToken
+from workstation.charset import ensure_character_set
+from workstation.dimse.association import abort_now, associate
+from workstation.dimse.status import Category, StatusInfo, describe
+from workstation.errors import AssociationAborted, DimseTimeout, OperationFailed
+from workstation.nodes import DEFAULT_AE_TITLE, RemoteNode
+from workstation.query import Query
+
+log = logging.getLogger(__name__)
+
+_MESSAGE_ID = 1
+
+#: Seconds the PACS gets to answer a C-CANCEL with its final response before we abort.
+CANCEL_GRACE = 3.0
+
+
+class FindResults(Iterator[Dataset]):
+    """A C-FIND in progress. Iterate it for the matches; read the outcome afterwards.
+
+    After iteration: ``status`` is the final status (``None`` if aborted after a cancel),
+    ``count`` the number of matches yielded, ``cancelled`` whether it stopped early (``limited``
+    when that was because of ``limit``), ``seconds`` the time from request to the end.
+    A failure status raises :class:`OperationFailed` once the matches before it are yielded.
+    """
+
+    def __init__(
+        self,
+        node: RemoteNode,
+        query: Query,
+        *,
+        calling_aet: str = DEFAULT_AE_TITLE,
+        limit: int | None = None,
+        cancel: CancelToken | None = None,
+        cancel_grace: float | None = None,
+    ) -> None:
+        self.node = node
+        self.query = query
+        self.calling_aet = calling_aet
+        self.limit = limit
+        self.token = cancel or CancelToken()
+        self.cancel_grace = CANCEL_GRACE if cancel_grace is None else cancel_grace
+        self.status: StatusInfo | None = None
+        self.count = 0
+        self.limited = False
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+        self._assoc: Association | None = None
+        self._done = False
+        self._cancel_sent = False
+        self._abort_timer: threading.Timer | None = None
+        self._iterator: Generator[Dataset, None, None] = self._run()
+
+    def __next__(self) -> Dataset:
+        return next(self._iterator)
+
+    def __iter__(self) -> FindResults:
+        return self
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel_sent or self.token.cancelled
+
+    def cancel(self) -> None:
+        """Stop the query from any thread: C-CANCEL now, abort after the grace period."""
+        self.token.cancel()
+
+    def close(self) -> None:
+        """Stop early from the iterating thread (also done by ``break`` in a ``for`` loop)."""
+        self._iterator.close()
+
+    def _request_cancel(self) -> None:
+        with self._lock:
+            assoc = self._assoc
+            if self._cancel_sent or self._done or assoc is None:
+                return
+            self._cancel_sent = True
+        log.info("cancelling C-FIND on %s", self.node)
+        try:
+            assoc.send_c_cancel(_MESSAGE_ID, query_model=self.query.model.find_uid)
+        except Exception as exc:  # the association may already be gone
+            log.debug("C-CANCEL not sent: %s", exc)
+        timer = threading.Timer(self.cancel_grace, self._abort_if_running)
+        timer.daemon = True
+        self._abort_timer = timer
+        timer.start()
+
+    def _abort_if_running(self) -> None:
+        with self._lock:
+            assoc = None if self._done else self._assoc
+        if assoc is not None and assoc.is_established:
+            log.info(
+                "%s did not answer the C-CANCEL in %g s; aborting", self.node, self.cancel_grace
+            )
+            abort_now(assoc)
+
+    def _run(self) -> Generator[Dataset, None, None]:
+        start = time.perf_counter()
+        if self.token.cancelled:
+            return
+        model = self.query.model.find_uid
+        identifier = self.query.identifier()
+        with associate(self.node, [(model, None)], calling_aet=self.calling_aet) as assoc:
+            with self._lock:
+                self._assoc = assoc
+            unregister = self.token.on_cancel(self._request_cancel)
+            try:
+                yield from self._responses(assoc, identifier, model)
+            finally:
+                unregister()
+                with self._lock:
+                    complete = self.status is not None
+                    self._done = True
+                if self._abort_timer is not None:
+                    self._abort_timer.cancel()
+                if not complete and assoc.is_established:
+                    assoc.abort()  # abandoned mid-query: do not wait for a release reply
+                self.seconds = time.perf_counter() - start
+        if self.status is not None and self.status.category is Category.FAILURE:
+            raise OperationFailed(f"C-FIND on {self.node} failed: {self.status}", self.status.code)
+
+    def _responses(
+        self, assoc: Association, identifier: Dataset, model: str
+    ) -> Iterator[Dataset]:
+        for status, match in assoc.send_c_find(identifier, model, msg_id=_MESSAGE_ID):
+            if not status:  # pynetdicom yields an empty status on timeout or abort
+                if self._cancel_sent:
+                    return
+                if assoc.is_aborted:
+                    raise AssociationAborted(f"{self.node} aborted the association during C-FIND")
+                raise DimseTimeout(
+                    f"{self.node} sent no C-FIND response for {self.node.dimse_timeout:g} s: "
+                    "the query may be too broad, or raise the node's DIMSE timeout"
+                )
+            info = describe(int(status.Status))
+            if info.category is Category.PENDING:
+                if match is None or self._cancel_sent:
+                    continue  # matches after our C-CANCEL are not wanted
+                self.count += 1
+                yield ensure_character_set(match)
+                if self.limit is not None and self.count >= self.limit:
+                    self.limited = True
+                    self._request_cancel()
+                continue
+            self.status = info
+            return
+
+
+def find(
+    node: RemoteNode,
+    query: Query,
+    *,
+    calling_aet: str = DEFAULT_AE_TITLE,
+    limit: int | None = None,
+    cancel: CancelToken | None = None,
+) -> FindResults:
+    """Query ``node`` and return the matches as an iterator that streams them as they arrive.
+
+    ``limit`` stops after that many matches (C-CANCEL); ``cancel`` lets another thread stop it.
+    Transport failures raise :class:`~workstation.errors.NetworkError` subclasses; a failure
+    status raises :class:`~workstation.errors.OperationFailed` after the matches before it.
+    """
+    if limit is not None and limit < 1:
+        limit = None
+    return FindResults(node, query, calling_aet=calling_aet, limit=limit, cancel=cancel)

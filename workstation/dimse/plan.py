@@ -1,0 +1,205 @@
+"""Planning a retrieve: which instances the PACS holds for a query, and which requests to send.
+
+Before a C-MOVE or C-GET we list, with C-FINDs on one association, every instance the request
+covers (study -> series -> image, hierarchically as PS3.4 C.4.1.3.1 requires). That list is what
+the completion check compares the arrivals with, what names the missing instances, and, for
+C-GET, which SOP classes to propose. A query without the unique key of its level (e.g.
+``PatientID=...`` at STUDY level) is first resolved to the UIDs that match it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from workstation.dimse.outcome import ExpectedInstance
+from workstation.dimse.status import Category, describe
+from workstation.errors import DimseTimeout, InvalidInput, OperationFailed
+from workstation.query import InformationModel, Level, Query
+
+log = logging.getLogger(__name__)
+
+_UNIQUE_KEYS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+
+
+def split_uids(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split("\\") if v.strip()]
+
+
+@dataclass(frozen=True)
+class RetrievePlan:
+    """The C-MOVE/C-GET identifiers to send and, if listed, the instances they should bring."""
+
+    requests: tuple[Dataset, ...]
+    instances: tuple[ExpectedInstance, ...] | None
+
+    @property
+    def sop_classes(self) -> set[str]:
+        return {i.sop_class_uid for i in self.instances or () if i.sop_class_uid}
+
+
+def _find_all(assoc: Any, model: InformationModel, ds: Dataset) -> list[Dataset]:
+    matches = []
+    for status, match in assoc.send_c_find(ds, model.find_uid):
+        if not status:
+            raise DimseTimeout("the PACS stopped answering while we listed the instances")
+        info = describe(int(status.Status))
+        if info.category is Category.PENDING:
+            if match is not None:
+                matches.append(match)
+        elif info.category is Category.FAILURE:
+            raise OperationFailed(f"listing the instances failed: {info}", info.code)
+    return matches
+
+
+def _identifier(level: Level, **keys: str) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level.value
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+class Planner:
+    """Runs the listing C-FINDs on an open association that accepted the query's find model."""
+
+    def __init__(self, assoc: Any, query: Query) -> None:
+        if query.model is InformationModel.WORKLIST or query.level is None:
+            raise InvalidInput("retrieve needs a patient root or study root query, not a worklist")
+        self.assoc = assoc
+        self.query = query
+        self.model = query.model
+        self.patient_root = query.model is InformationModel.PATIENT_ROOT
+
+    def _find(self, level: Level, **keys: str) -> list[Dataset]:
+        return _find_all(self.assoc, self.model, _identifier(level, **keys))
+
+    def _patient_key(self, patient_id: str) -> dict[str, str]:
+        return {"PatientID": patient_id} if self.patient_root else {}
+
+    def resolve(self) -> list[Dataset]:
+        """Matches at the query's level, with the unique keys of that level and above."""
+        level = self.query.level
+        assert level is not None
+        ds = self.query.identifier()
+        depth = list(Level).index(level)
+        wanted = list(_UNIQUE_KEYS[1 : depth + 1])
+        if self.patient_root or level in (Level.PATIENT, Level.STUDY):
+            wanted.append("PatientID")
+        if level is Level.IMAGE:
+            wanted.append("SOPClassUID")
+        for keyword in wanted:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
+        return _find_all(self.assoc, self.model, ds)
+
+    def list_instances(self) -> tuple[ExpectedInstance, ...]:
+        level = self.query.level
+        assert level is not None
+        instances: list[ExpectedInstance] = []
+        for match in self.resolve():
+            patient = str(match.get("PatientID", "") or self.query.get("PatientID") or "")
+            study = str(match.get("StudyInstanceUID", "") or "")
+            series = str(match.get("SeriesInstanceUID", "") or "")
+            if level is Level.PATIENT:
+                for st in self._find(Level.STUDY, PatientID=patient, StudyInstanceUID=""):
+                    instances += self._study(patient, str(st.StudyInstanceUID))
+            elif level is Level.STUDY:
+                instances += self._study(patient, study)
+            elif level is Level.SERIES:
+                instances += self._series(patient, study, series)
+            else:
+                instances.append(
+                    ExpectedInstance(
+                        study,
+                        series,
+                        str(match.SOPInstanceUID),
+                        str(match.get("SOPClassUID", "")),
+                        patient,
+                    )
+                )
+        unique = {i.sop_instance_uid: i for i in instances}
+        return tuple(unique.values())
+
+    def _study(self, patient: str, study: str) -> list[ExpectedInstance]:
+        keys = self._patient_key(patient)
+        found = self._find(Level.SERIES, **keys, StudyInstanceUID=study, SeriesInstanceUID="")
+        instances = []
+        for series in found:
+            instances += self._series(patient, study, str(series.SeriesInstanceUID))
+        return instances
+
+    def _series(self, patient: str, study: str, series: str) -> list[ExpectedInstance]:
+        keys = self._patient_key(patient)
+        found = self._find(
+            Level.IMAGE,
+            **keys,
+            StudyInstanceUID=study,
+            SeriesInstanceUID=series,
+            SOPInstanceUID="",
+            SOPClassUID="",
+        )
+        return [
+            ExpectedInstance(
+                study, series, str(m.SOPInstanceUID), str(m.get("SOPClassUID", "")), patient
+            )
+            for m in found
+        ]
+
+
+def requests_for_query(query: Query) -> tuple[Dataset, ...]:
+    """Identifiers straight from the query (no listing): its unique keys only (C.4.2.2.1)."""
+    level = query.level
+    assert level is not None
+    if not query.get(level.unique_key):
+        raise InvalidInput(
+            f"a {level} retrieve without listing needs {level.unique_key}; give it with -q"
+        )
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level.value
+    for keyword in _UNIQUE_KEYS:
+        value = query.get(keyword)
+        if value:
+            setattr(ds, keyword, value)
+    return (ds,)
+
+
+def requests_for_instances(
+    instances: Iterable[ExpectedInstance], level: Level, *, patient_root: bool
+) -> tuple[Dataset, ...]:
+    """C-MOVE/C-GET identifiers covering ``instances`` at ``level``, one per parent.
+
+    Each identifier lists the UIDs of its level under one parent (UID list matching,
+    PS3.4 C.2.2.2.2), so a study retrieve is one request and a retry of a few missing
+    instances is one request per series.
+    """
+    groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for inst in instances:
+        parent: tuple[str, ...]
+        if level is Level.PATIENT:
+            parent, uid = (), inst.patient_id
+        elif level is Level.STUDY:
+            parent, uid = (inst.patient_id,), inst.study_uid
+        elif level is Level.SERIES:
+            parent, uid = (inst.patient_id, inst.study_uid), inst.series_uid
+        else:
+            parent, uid = (inst.patient_id, inst.study_uid, inst.series_uid), inst.sop_instance_uid
+        if uid not in groups[parent]:
+            groups[parent].append(uid)
+    requests = []
+    for parent, uids in groups.items():
+        ds = Dataset()
+        ds.QueryRetrieveLevel = level.value
+        names: Sequence[str] = _UNIQUE_KEYS[: len(parent) + 1]
+        values = [*parent, "\\".join(uids)]
+        for keyword, value in zip(names, values, strict=True):
+            if keyword == "PatientID" and not patient_root and level is not Level.PATIENT:
+                continue
+            setattr(ds, keyword, value)
+        requests.append(ds)
+    return tuple(requests)

@@ -1,0 +1,106 @@
+"""Remote DICOM nodes (the PACS we talk to) and our own local AE, as small value objects."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from workstation.errors import InvalidInput
+
+DEFAULT_AE_TITLE = "WORKSTATION"
+DEFAULT_STORE_PORT = 11113
+
+_AE_CHARS = re.compile(r"^[\x20-\x7e]{1,16}$")
+
+
+class RetrieveMethod(StrEnum):
+    MOVE = "move"
+    GET = "get"
+
+
+def validate_ae_title(title: str) -> str:
+    """Return ``title`` stripped, or raise: 1-16 printable ASCII characters, no backslash."""
+    stripped = title.strip()
+    if not stripped or not _AE_CHARS.match(stripped) or "\\" in stripped:
+        raise InvalidInput(
+            f"invalid AE title {title!r}: use 1 to 16 printable ASCII characters, no backslash"
+        )
+    return stripped
+
+
+def _validate_port(port: int | str, text: str) -> int:
+    try:
+        value = int(port)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"invalid port in {text!r}: {port!r} is not a number") from None
+    if not 0 < value < 65536:
+        raise InvalidInput(f"invalid port in {text!r}: {value} is not between 1 and 65535")
+    return value
+
+
+@dataclass(frozen=True)
+class RemoteNode:
+    """A peer we query and retrieve from.
+
+    Timeouts in seconds: ``connect_timeout`` for the TCP connect and association set-up,
+    ``dimse_timeout`` for each response of an echo or a find; retrieves use their own idle
+    and total timeouts on top (see :mod:`workstation.dimse.retrieve`).
+    """
+
+    ae_title: str
+    host: str
+    port: int
+    name: str = ""
+    retrieve_method: RetrieveMethod = RetrieveMethod.MOVE
+    connect_timeout: float = 10.0
+    dimse_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ae_title", validate_ae_title(self.ae_title))
+        object.__setattr__(self, "port", _validate_port(self.port, str(self.port)))
+        object.__setattr__(self, "retrieve_method", RetrieveMethod(self.retrieve_method))
+        if not self.host:
+            raise InvalidInput("a remote node needs a host name or address")
+
+    @classmethod
+    def parse(cls, text: str, **options: object) -> RemoteNode:
+        """Parse ``AET@HOST:PORT`` (IPv6 as ``AET@[::1]:PORT``)."""
+        match = re.fullmatch(r"\s*([^@]+)@(\[[^\]]+\]|[^:@\s]+):(\S+)\s*", text)
+        if not match:
+            raise InvalidInput(
+                f"cannot read node {text!r}: write it as AET@HOST:PORT, e.g. ORTHANC@127.0.0.1:4242"
+            )
+        aet, host, port = match.groups()
+        host = host.strip("[]")
+        return cls(ae_title=aet, host=host, port=_validate_port(port, text), **options)  # type: ignore[arg-type]
+
+    def with_options(self, **changes: object) -> RemoteNode:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def label(self) -> str:
+        return self.name or self.ae_title
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.ae_title}@{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class LocalAE:
+    """Our own application entity: the calling AE title, and where our storage SCP listens.
+
+    ``bind`` is the address the storage SCP listens on; the PACS must reach it, so the default
+    is every interface.
+    """
+
+    ae_title: str = DEFAULT_AE_TITLE
+    port: int = DEFAULT_STORE_PORT
+    bind: str = "0.0.0.0"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ae_title", validate_ae_title(self.ae_title))
+        object.__setattr__(
+            self, "port", _validate_port(self.port, str(self.port)) if self.port else 0
+        )
