@@ -120,10 +120,11 @@ def _print_outcome(outcome: RetrieveOutcome, as_json: bool) -> int:
         print(json.dumps(outcome.to_json(), indent=2))
     else:
         print(f"{outcome.node}: {outcome}")
-        for uid in outcome.missing[:20]:
-            print(f"  missing {uid}")
-        if len(outcome.missing) > 20:
-            print(f"  ... and {len(outcome.missing) - 20} more")
+        if outcome.received:  # a list helps when some arrived; when none did, the cause does
+            for uid in outcome.missing[:20]:
+                print(f"  missing {uid}")
+            if len(outcome.missing) > 20:
+                print(f"  ... and {len(outcome.missing) - 20} more")
     return {RetrieveState.DONE: 0, RetrieveState.CANCELLED: 130}.get(outcome.state, 1)
 
 

@@ -136,9 +136,7 @@ class FindResults(Iterator[Dataset]):
         if self.status is not None and self.status.category is Category.FAILURE:
             raise OperationFailed(f"C-FIND on {self.node} failed: {self.status}", self.status.code)
 
-    def _responses(
-        self, assoc: Association, identifier: Dataset, model: str
-    ) -> Iterator[Dataset]:
+    def _responses(self, assoc: Association, identifier: Dataset, model: str) -> Iterator[Dataset]:
         for status, match in assoc.send_c_find(identifier, model, msg_id=_MESSAGE_ID):
             if not status:  # pynetdicom yields an empty status on timeout or abort
                 if self._cancel_sent:

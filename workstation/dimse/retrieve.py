@@ -25,7 +25,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import build_role, evt
-from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.presentation import StoragePresentationContexts
 
 from workstation.cancel import CancelToken
 from workstation.dimse.association import abort_now, associate
@@ -346,12 +346,23 @@ class _Retrieval:
     ) -> str:
         of = f" of {len(self.expected)}" if self.expected is not None else ""
         noun = "instance" if received == 1 else "instances"
-        rate = f" ({self.bytes / 1e6 / seconds:.1f} MB/s)" if seconds > 0 and self.bytes else ""
+        rate = f" ({format_rate(self.bytes, seconds)})" if seconds > 0 and self.bytes else ""
         got = f"received {received}{of} {noun} in {seconds:.1f} s{rate}"
         if final is not None and final.code == 0xA801:
             return (
                 f"the PACS does not know AE {self.move_destination} as a move destination; "
                 f"add {self.move_destination} at {destination_hint} to its configuration"
+            )
+        if (
+            self.method == "move"
+            and final is not None
+            and final.category is Category.FAILURE
+            and not received
+        ):
+            # Many PACS (Orthanc among them) answer an unknown destination with 0xC000.
+            return (
+                f"{got}; the PACS answered {final}; check that it knows AE "
+                f"{self.move_destination} as a move destination at {destination_hint}"
             )
         if state is RetrieveState.DONE:
             return got
@@ -373,6 +384,13 @@ class _Retrieval:
         elif final is not None and final.category is Category.WARNING:
             why = (why + "; " if why else "") + f"the PACS answered {final}"
         return f"{got}; {why}" if why else got
+
+
+def format_rate(size: int, seconds: float) -> str:
+    per_second = size / seconds
+    if per_second >= 1e6:
+        return f"{per_second / 1e6:.1f} MB/s"
+    return f"{per_second / 1e3:.0f} kB/s"
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -495,9 +513,8 @@ def move(
 
 def _get_contexts(model: InformationModel, sop_classes: set[str]) -> list[tuple[str, Any]]:
     contexts: list[tuple[str, Any]] = [(model.get_uid, None)]
-    classes = sorted(sop_classes) or [
-        str(cx.abstract_syntax) for cx in AllStoragePresentationContexts
-    ]
+    # Without a listing that names the SOP classes, DCMTK's and pynetdicom's usual 120.
+    classes = sorted(sop_classes) or [str(cx.abstract_syntax) for cx in StoragePresentationContexts]
     for uid in classes[: MAX_CONTEXTS - len(contexts)]:
         contexts.append((uid, GET_TRANSFER_SYNTAXES))
     if len(classes) > MAX_CONTEXTS - 1:
@@ -556,7 +573,8 @@ def get(
                     cx.abstract_syntax == uid and cx.as_scp for cx in assoc.accepted_contexts
                 )
             ]
-            if plan.instances is not None and refused and set(refused) >= plan.sop_classes:
+            wanted = plan.sop_classes or {uid for uid, _ in contexts[1:]}
+            if set(refused) >= wanted:
                 retrieval.error = (
                     f"{node} refused to send by C-GET (SCP role refused for "
                     f"{', '.join(UID(u).name for u in refused[:3])}): use C-MOVE for this node"
