@@ -312,7 +312,7 @@ def _port_open(port: int) -> bool:
 
 def test_killed_retrieve_leaves_no_partial_file_and_retry_completes(tmp_path: Path) -> None:
     """kill -9 a `workstation move` midway: every visible file is whole; a rerun completes."""
-    demo = DemoArchive_with_big_study()
+    demo = demo_with_big_study()
     port = free_port()
     demo.delay_per_instance = 0.05
     target = tmp_path / "store"
@@ -365,7 +365,7 @@ def dcmread_bytes(data: bytes):  # type: ignore[no-untyped-def]
     return dcmread(BytesIO(data))
 
 
-def DemoArchive_with_big_study() -> DemoArchive:  # noqa: N802
+def demo_with_big_study() -> DemoArchive:
     from workstation.demo import generate_archive
 
     archive = generate_archive(
