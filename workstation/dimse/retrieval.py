@@ -1,0 +1,363 @@
+"""The state of one retrieve in progress: counters, arrivals, cancel, watchdog, outcome.
+
+:class:`Retrieval` is shared by C-MOVE and C-GET (see :mod:`.retrieve`). Arrivals come from
+association threads, responses from the requesting thread, cancel from anywhere: all state is
+guarded by one condition variable, and nothing here calls into pynetdicom while holding it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from workstation.cancel import CancelToken
+from workstation.dimse.association import abort_now
+from workstation.dimse.outcome import (
+    ExpectedInstance,
+    RetrieveOutcome,
+    RetrieveProgress,
+    RetrieveState,
+)
+from workstation.dimse.status import Category, StatusInfo, describe
+from workstation.nodes import RemoteNode
+from workstation.store import StoredInstance
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[RetrieveProgress], None]
+
+
+class Retrieval:
+    """One retrieve in progress; all state lives here, guarded by one lock."""
+
+    def __init__(
+        self,
+        node: RemoteNode,
+        method: str,
+        *,
+        calling_aet: str,
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+        idle_timeout: float,
+        total_timeout: float | None,
+    ) -> None:
+        self.node = node
+        self.method = method
+        self.calling_aet = calling_aet
+        self.on_progress = on_progress
+        self.token = cancel or CancelToken()
+        self.idle_timeout = idle_timeout
+        self.total_timeout = total_timeout
+        self.lock = threading.Condition()
+        self.start = time.monotonic()
+        self.last_activity = self.start
+        self.expected: dict[str, ExpectedInstance] | None = None
+        self.scope: tuple[str, set[str]] | None = None  # (keyword, UIDs) when nothing is listed
+        self.received: set[str] = set()
+        self.bytes = 0
+        self.counters: dict[str, int | None] = dict.fromkeys(
+            ("completed", "remaining", "failed", "warning")
+        )
+        self.finished_counts = dict.fromkeys(("completed", "failed", "warning"), 0)
+        self.failed_uids: list[str] = []
+        self.final: StatusInfo | None = None
+        self.error: str | None = None
+        self.stop_reason: str | None = None
+        self.cancel_sent = False
+        self.assoc: Any = None
+        self.query_model: str = ""
+        self.msg_id = 0
+        self.done = False
+        self.move_destination = ""
+        self.cancel_grace = 3.0
+
+    # -- arrivals (association threads) -------------------------------------------------------
+
+    def _wanted(self, stored: StoredInstance) -> bool:
+        if self.expected is not None:
+            return stored.sop_instance_uid in self.expected
+        if self.scope is None:
+            return False
+        keyword, uids = self.scope
+        value = {
+            "StudyInstanceUID": stored.study_uid,
+            "SeriesInstanceUID": stored.series_uid,
+            "SOPInstanceUID": stored.sop_instance_uid,
+        }.get(keyword)
+        return value in uids
+
+    def on_stored(self, stored: StoredInstance) -> None:
+        if not self._wanted(stored):
+            return
+        with self.lock:
+            self.last_activity = time.monotonic()
+            if stored.sop_instance_uid not in self.received:
+                self.received.add(stored.sop_instance_uid)
+                self.bytes += stored.size
+            self.lock.notify_all()
+        self._report()
+
+    def _report(self) -> None:
+        if self.on_progress is None:
+            return
+        try:
+            self.on_progress(self.progress())
+        except Exception:
+            log.exception("a progress callback failed")
+
+    def progress(self) -> RetrieveProgress:
+        with self.lock:
+            c = self.counters
+            done = self.finished_counts
+            return RetrieveProgress(
+                received=len(self.received),
+                expected=None if self.expected is None else len(self.expected),
+                completed=None if c["completed"] is None else done["completed"] + c["completed"],
+                remaining=c["remaining"],
+                failed=None if c["failed"] is None else done["failed"] + c["failed"],
+                warning=None if c["warning"] is None else done["warning"] + c["warning"],
+                bytes=self.bytes,
+                elapsed=time.monotonic() - self.start,
+            )
+
+    # -- cancel and watchdog ------------------------------------------------------------------
+
+    def request_cancel(self) -> None:
+        with self.lock:
+            assoc = self.assoc
+            if self.cancel_sent or self.done:
+                return
+            self.cancel_sent = True
+            self.stop_reason = "cancelled"
+            self.lock.notify_all()
+        if assoc is None or not assoc.is_established:
+            return
+        log.info("cancelling the %s on %s", self.method, self.node)
+        try:
+            assoc.send_c_cancel(self.msg_id, query_model=self.query_model)
+        except Exception as exc:
+            log.debug("C-CANCEL not sent: %s", exc)
+        timer = threading.Timer(self.cancel_grace, self._abort)
+        timer.daemon = True
+        timer.start()
+
+    def _abort(self) -> None:
+        with self.lock:
+            assoc = None if self.done else self.assoc
+        if assoc is not None and assoc.is_established:
+            abort_now(assoc)
+
+    def _watchdog(self) -> None:
+        while True:
+            with self.lock:
+                if self.done or self.assoc is None:
+                    return
+                now = time.monotonic()
+                if self.total_timeout is not None and now - self.start > self.total_timeout:
+                    self.stop_reason = f"no final response within {self.total_timeout:g} s"
+                elif now - self.last_activity > self.idle_timeout:
+                    self.stop_reason = f"no response and no instance for {self.idle_timeout:g} s"
+                else:
+                    self.lock.wait(0.25)
+                    continue
+            log.warning("aborting the %s on %s: %s", self.method, self.node, self.stop_reason)
+            self._abort()
+            return
+
+    # -- the DIMSE exchange -------------------------------------------------------------------
+
+    def follow(self, responses: Iterable[tuple[Dataset, Dataset | None]]) -> None:
+        """Consume the C-MOVE/C-GET responses of one request."""
+        for status, identifier in responses:
+            if not status:
+                with self.lock:
+                    if self.stop_reason is None:
+                        aborted = self.assoc is not None and self.assoc.is_aborted
+                        self.error = (
+                            f"{self.node} aborted the association"
+                            if aborted
+                            else f"{self.node} stopped answering"
+                        )
+                return
+            info = describe(int(status.Status))
+            with self.lock:
+                self.last_activity = time.monotonic()
+                for key, keyword in (
+                    ("completed", "NumberOfCompletedSuboperations"),
+                    ("remaining", "NumberOfRemainingSuboperations"),
+                    ("failed", "NumberOfFailedSuboperations"),
+                    ("warning", "NumberOfWarningSuboperations"),
+                ):
+                    if keyword in status and status[keyword].value is not None:
+                        self.counters[key] = int(status[keyword].value)
+                if info.category is not Category.PENDING:
+                    self.final = info
+                    for key in self.finished_counts:
+                        self.finished_counts[key] += self.counters[key] or 0
+                    self.counters = dict.fromkeys(self.counters) | {
+                        k: self.finished_counts[k] for k in self.finished_counts
+                    }
+                    self.counters["remaining"] = None
+                    if identifier is not None and "FailedSOPInstanceUIDList" in identifier:
+                        self.failed_uids += [
+                            str(u) for u in _as_list(identifier.FailedSOPInstanceUIDList)
+                        ]
+            self._report()
+            if info.category is not Category.PENDING:
+                return
+
+    def run_requests(
+        self, assoc: Any, requests: Iterable[Dataset], send: Callable[..., Any]
+    ) -> None:
+        with self.lock:
+            self.assoc = assoc
+        unregister = self.token.on_cancel(self.request_cancel)
+        watchdog = threading.Thread(target=self._watchdog, name="retrieve-watchdog", daemon=True)
+        watchdog.start()
+        try:
+            for request in requests:
+                if self.cancel_sent or self.error or self.stop_reason:
+                    break
+                self.msg_id += 1
+                self.follow(send(request, self.msg_id))
+                if self.final is not None and self.final.category is Category.FAILURE:
+                    break
+        finally:
+            unregister()
+
+    def wait_for_stragglers(self) -> None:
+        """After the final response, wait for listed instances still on their way."""
+        with self.lock:
+            while (
+                self.expected is not None
+                and len(self.received) < len(self.expected)
+                and not self.cancel_sent
+                and self.error is None
+                and self.final is not None
+                and self.final.category is not Category.FAILURE
+            ):
+                idle = time.monotonic() - self.last_activity
+                if idle >= self.idle_timeout:
+                    self.stop_reason = f"no instance for {self.idle_timeout:g} s"
+                    break
+                self.lock.wait(min(0.25, self.idle_timeout - idle))
+            self.done = True
+
+    # -- the outcome ------------------------------------------------------------------------
+
+    def outcome(self, destination_hint: str = "") -> RetrieveOutcome:
+        with self.lock:
+            self.done = True
+            expected = self.expected
+            received = len(self.received)
+            missing: tuple[str, ...] = ()
+            if expected is not None:
+                missing = tuple(uid for uid in expected if uid not in self.received)
+            final = self.final
+            counts = self.finished_counts
+            if self.cancel_sent:
+                state = RetrieveState.CANCELLED
+            elif expected is not None:
+                state = (
+                    RetrieveState.DONE
+                    if not missing
+                    else RetrieveState.PARTIAL
+                    if received
+                    else RetrieveState.FAILED
+                )
+            elif final is None or final.category in (Category.FAILURE, Category.CANCEL):
+                state = RetrieveState.FAILED
+            elif final.category is Category.WARNING or counts["failed"]:
+                state = RetrieveState.PARTIAL
+            else:
+                state = RetrieveState.DONE
+            seconds = time.monotonic() - self.start
+            message = self._message(state, final, received, missing, seconds, destination_hint)
+            return RetrieveOutcome(
+                node=self.node,
+                method=self.method,
+                state=state,
+                message=message,
+                status=final,
+                expected=None if expected is None else len(expected),
+                received=received,
+                completed=counts["completed"] if final is not None else None,
+                failed=counts["failed"] if final is not None else None,
+                warning=counts["warning"] if final is not None else None,
+                missing=missing,
+                failed_uids=tuple(self.failed_uids),
+                seconds=seconds,
+                bytes=self.bytes,
+                instances=tuple(expected.values()) if expected is not None else (),
+            )
+
+    def _message(
+        self,
+        state: RetrieveState,
+        final: StatusInfo | None,
+        received: int,
+        missing: tuple[str, ...],
+        seconds: float,
+        destination_hint: str,
+    ) -> str:
+        of = f" of {len(self.expected)}" if self.expected is not None else ""
+        noun = "instance" if received == 1 else "instances"
+        rate = f" ({format_rate(self.bytes, seconds)})" if seconds > 0 and self.bytes else ""
+        got = f"received {received}{of} {noun} in {seconds:.1f} s{rate}"
+        if final is not None and final.code == 0xA801:
+            return (
+                f"the PACS does not know AE {self.move_destination} as a move destination; "
+                f"add {self.move_destination} at {destination_hint} to its configuration"
+            )
+        if (
+            self.method == "move"
+            and final is not None
+            and final.category is Category.FAILURE
+            and not received
+        ):
+            # Many PACS (Orthanc among them) answer an unknown destination with 0xC000.
+            return (
+                f"{got}; the PACS answered {final}; check that it knows AE "
+                f"{self.move_destination} as a move destination at {destination_hint}"
+            )
+        if state is RetrieveState.DONE:
+            return got
+        if state is RetrieveState.CANCELLED:
+            return f"cancelled; {got}"
+        reasons = []
+        if final is not None and final.category is Category.FAILURE:
+            reasons.append(f"the PACS answered {final}")
+        if self.error:
+            reasons.append(self.error)
+        if self.stop_reason:
+            reasons.append(self.stop_reason)
+        why = "; ".join(reasons)
+        if missing:
+            why = (why + "; " if why else "") + (
+                f"{len(missing)} instance{'s' if len(missing) != 1 else ''} missing "
+                "(retry fetches only those)"
+            )
+        elif final is not None and final.category is Category.WARNING:
+            why = (why + "; " if why else "") + f"the PACS answered {final}"
+        return f"{got}; {why}" if why else got
+
+
+def format_rate(size: int, seconds: float) -> str:
+    per_second = size / seconds
+    if per_second >= 1e6:
+        return f"{per_second / 1e6:.1f} MB/s"
+    return f"{per_second / 1e3:.0f} kB/s"
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [v for v in value.split("\\") if v]
+    try:
+        return list(value)
+    except TypeError:
+        return [value]
