@@ -1,0 +1,408 @@
+"""The local store: instance files under a folder, indexed in SQLite.
+
+Storing an instance (``store_bytes`` from a C-STORE handler, ``store_file`` for a chunked
+receive, ``import_path`` for a folder) runs on the caller's thread and costs one header parse
+(~0.5 ms, no pixel data) plus an fsynced write; it never waits for SQLite. When it returns the
+file is durable under its final name and its index record is queued; the index's writer thread
+commits records in batches and then calls the listeners with the
+:class:`~workstation.store.records.StoredInstance` list it committed.
+
+Layout of the folder::
+
+    <root>/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm   the instances
+    <root>/.incoming/                                    temporary files of writes in progress
+    <root>/.trash/                                       studies and series being deleted
+    <root>/.workstation/index.sqlite                     the index (WAL)
+    <root>/.workstation/open                             present while a LocalStore is open
+
+A C-STORE handler (pynetdicom) would do::
+
+    def handle_store(event):
+        try:
+            store.store_bytes(event.encoded_dataset(), source_aet=event.assoc.requestor.ae_title)
+        except InvalidInput:
+            return 0xC000  # cannot understand: not Part-10, or unusable UIDs; nothing written
+        except StoreError:
+            return 0xA700  # out of resources: disk full, permissions, store closed
+        return 0x0000
+
+One process at a time may open a store. If ``open`` is still there at start-up the previous
+run did not close cleanly, and the index is checked against the files (see
+:mod:`workstation.store.recovery`); the same happens when the index is missing.
+
+Deletion moves the study or series folder to ``.trash`` (one rename), then removes its rows,
+then the files. A crash in between leaves rows without files, which the start-up check removes,
+or files in ``.trash``, which start-up deletes; never rows that silently point nowhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from workstation.errors import InvalidInput, StoreError
+from workstation.store.batch import CommitResult
+from workstation.store.header import read_header
+from workstation.store.index import StoreIndex
+from workstation.store.layout import (
+    instance_path,
+    resolve_in_root,
+    series_path,
+    study_path,
+    validate_uid,
+)
+from workstation.store.records import InstanceRecord, StoredInstance
+from workstation.store.recovery import ReconcileReport, reconcile
+from workstation.store.trash import Taken, Trash
+from workstation.store.writer import Source, WriteResult, clean_incoming, write_atomic
+
+log = logging.getLogger(__name__)
+
+META_DIR = ".workstation"
+INDEX_NAME = "index.sqlite"
+OPEN_MARKER = "open"
+
+Listener = Callable[[list[StoredInstance]], None]
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    stored: int = 0
+    duplicates: int = 0
+    skipped: int = 0  # not DICOM Part-10, or unusable UIDs
+    failed: int = 0  # could not be read or written
+
+
+class LocalStore:
+    """The store under ``root`` (``~`` expanded, created if missing). Thread-safe."""
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self._fsync = fsync
+        meta = self.root / META_DIR
+        meta.mkdir(parents=True, exist_ok=True)
+        self._real_root = self.root.resolve()
+        clean_incoming(self.root)
+        self._trash = Trash(self.root, fsync=fsync)
+        self._trash.empty_all()
+        self._marker = meta / OPEN_MARKER
+        unclean = self._marker.exists()
+        self._lock = threading.Lock()
+        self._guard = _PublishGuard(self._lock, self._check_open)
+        self._closed = False
+        self._dirty = False
+        self._pending: dict[str, int] = {}  # relative path -> records published, not committed
+        self._listeners: list[Listener] = []
+        self.index = StoreIndex(meta / INDEX_NAME, on_commit=self._committed)
+        self._marker.touch()
+        _fsync_dir(meta)
+        #: What the start-up check repaired, or None when no check was needed.
+        self.recovery: ReconcileReport | None = None
+        if unclean or (self.index.created and _has_entries(self.root)):
+            log.warning(
+                "the store %s was not closed cleanly or has no index; checking it", self.root
+            )
+            try:
+                self.recovery = reconcile(self.root, self.index)
+            except BaseException:
+                self.index.close()
+                raise
+
+    # -- storing -----------------------------------------------------------------------------
+
+    def store_bytes(self, data: bytes, *, source_aet: str = "") -> StoredInstance:
+        """Store a Part-10 file given as bytes (preamble, file meta and data set).
+
+        Raises :class:`InvalidInput` when the bytes are not Part-10 or carry unusable UIDs
+        (nothing is written then) and :class:`StoreError` when the disk refuses the write.
+        """
+        return self._store(read_header(data), data, move=False, source_aet=source_aet)
+
+    def store_file(
+        self, path: str | os.PathLike[str], *, source_aet: str = "", move: bool = True
+    ) -> StoredInstance:
+        """Store a Part-10 file; by default the file is consumed (renamed into the store when
+        on the same file system), as suits pynetdicom's chunked-receive temporary files."""
+        return self._store(read_header(path), path, move=move, source_aet=source_aet)
+
+    def import_path(self, path: str | os.PathLike[str]) -> ImportReport:
+        """Copy a file or, recursively, a folder into the store; non-DICOM files are skipped."""
+        source = Path(path).expanduser().absolute()
+        if source.resolve().is_relative_to(self._real_root):
+            raise InvalidInput(f"cannot import {source}: it is inside the store itself")
+        if not source.exists():
+            raise InvalidInput(f"cannot import {source}: no such file or folder")
+        counts = {"stored": 0, "duplicates": 0, "skipped": 0, "failed": 0}
+        for file in _walk(source):
+            try:
+                stored = self._store(read_header(file), file, move=False, source_aet="")
+            except InvalidInput as exc:
+                log.debug("skipping %s: %s", file, exc)
+                counts["skipped"] += 1
+            except (OSError, StoreError) as exc:
+                # The file name may hold patient data: it goes to DEBUG only.
+                log.warning("cannot import a file: %s", _reason(exc))
+                log.debug("cannot import %s: %s", file, exc)
+                counts["failed"] += 1
+            else:
+                counts["duplicates" if stored.duplicate else "stored"] += 1
+        report = ImportReport(**counts)
+        log.info(
+            "import: %d stored, %d duplicate(s), %d skipped, %d failed",
+            report.stored,
+            report.duplicates,
+            report.skipped,
+            report.failed,
+        )
+        return report
+
+    def _store(
+        self, record: InstanceRecord, data: Source, *, move: bool, source_aet: str
+    ) -> StoredInstance:
+        rel = instance_path(record.study_uid, record.series_uid, record.sop_instance_uid)
+        received = datetime.now(UTC)
+
+        def publish(result: WriteResult) -> None:  # called under self._lock
+            self.index.submit(
+                replace(
+                    record,
+                    path=str(rel),
+                    size=result.size,
+                    source_aet=source_aet,
+                    received_at=received,
+                    duplicate=result.duplicate,
+                )
+            )
+            self._pending[str(rel)] = self._pending.get(str(rel), 0) + 1
+
+        self._check_open()
+        try:
+            result = write_atomic(
+                self.root,
+                rel,
+                data,
+                move=move,
+                fsync=self._fsync,
+                lock=self._guard,
+                on_publish=publish,
+            )
+        except OSError as exc:
+            raise StoreError(f"cannot write to the local store {self.root}: {exc}") from exc
+        return StoredInstance(
+            sop_instance_uid=record.sop_instance_uid,
+            sop_class_uid=record.sop_class_uid,
+            study_uid=record.study_uid,
+            series_uid=record.series_uid,
+            path=result.path,
+            size=result.size,
+            duplicate=result.duplicate,
+        )
+
+    # -- deleting ----------------------------------------------------------------------------
+
+    def delete_study(self, study_uid: str) -> int:
+        """Delete a study's files and rows; return the number of instance rows removed."""
+        rel = study_path(study_uid)
+        with self._guard:
+            taken = self._trash.take([rel])
+            future = self.index.submit_delete_study(study_uid)
+        return self._finish_delete(future.result, taken)
+
+    def delete_series(self, series_uid: str) -> int:
+        """Delete a series' files and rows; return the number of instance rows removed."""
+        validate_uid(series_uid, "Series Instance UID")
+        self.flush()
+        rels = [
+            series_path(study, series_uid) for study in self.index.series_study_uids(series_uid)
+        ]
+        with self._guard:
+            taken = self._trash.take(rels)
+            future = self.index.submit_delete_series(series_uid)
+        count = self._finish_delete(future.result, taken)
+        with self._lock:
+            for rel in rels:
+                with contextlib.suppress(OSError):  # not empty, or gone
+                    (self.root / rel.parent).rmdir()
+        return count
+
+    def _finish_delete(self, wait: Callable[[], int], taken: list[Taken]) -> int:
+        try:
+            count = wait()
+        except Exception:
+            with self._lock:
+                if not self._trash.give_back(taken):
+                    self._dirty = True
+            raise
+        self._trash.empty(taken)
+        return count
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def path_of(self, sop_instance_uid: str) -> Path | None:
+        """The file of an instance, or None when the store does not hold it."""
+        rel = self.index.path_of(sop_instance_uid)
+        if rel is None and self.index.pending:
+            self.flush()
+            rel = self.index.path_of(sop_instance_uid)
+        return None if rel is None else resolve_in_root(self.root, rel)
+
+    def instance_uids(
+        self, study_uid: str | None = None, series_uid: str | None = None
+    ) -> set[str]:
+        """SOP Instance UIDs stored, including those stored but not yet committed."""
+        self.flush()
+        return self.index.instance_uids(study_uid=study_uid, series_uid=series_uid)
+
+    def study_completeness(self, study_uid: str) -> int:
+        self.flush()
+        return self.index.study_completeness(study_uid)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every instance stored so far is indexed and announced to listeners."""
+        return self.index.flush(timeout)
+
+    # -- listeners ---------------------------------------------------------------------------
+
+    def add_listener(self, callback: Listener) -> None:
+        """Call ``callback(stored)`` on the index thread after each commit of new instances.
+
+        Keep it short (hand the list to a queue or a Qt signal); it must not call
+        :meth:`flush`, which cannot complete from that thread.
+        """
+        with self._lock:
+            self._listeners.append(callback)
+
+    def remove_listener(self, callback: Listener) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
+
+    def _committed(self, results: list[CommitResult]) -> None:
+        """The index committed ``results`` (runs on its writer thread)."""
+        # Where each instance's row points now; a path holds its SOP Instance UID, so no other
+        # row can point to an instance's superseded path.
+        current = {r.record.sop_instance_uid: r.record.path for r in results if r.ok}
+        with self._lock:
+            for result in results:
+                left = self._pending.get(result.record.path, 0) - 1
+                if left > 0:
+                    self._pending[result.record.path] = left
+                else:
+                    self._pending.pop(result.record.path, None)
+            for result in results:
+                old = result.superseded
+                sop = result.record.sop_instance_uid
+                if old and old not in self._pending and old != current.get(sop):
+                    self._remove_superseded(old)
+            listeners = list(self._listeners)
+            if any(not r.ok for r in results):
+                self._dirty = True
+        stored = [_stored(self.root, r.record) for r in results if r.ok]
+        for listener in listeners:
+            try:
+                listener(stored)
+            except Exception:
+                log.exception("a store listener failed")
+
+    def _remove_superseded(self, rel: str) -> None:
+        """Delete the file an instance left behind when its study or series UID changed."""
+        try:
+            path = resolve_in_root(self.root, rel)
+            path.unlink()
+            for parent in (path.parent, path.parent.parent):
+                parent.rmdir()
+        except (OSError, InvalidInput):
+            pass  # gone already, or the folder still holds other instances
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the local store {self.root} is closed")
+
+    def close(self) -> None:
+        """Index everything stored, stop the index thread; further stores raise StoreError."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.index.close()
+        if self.index.failed_count or self._dirty:
+            log.warning("the store %s will be checked at next start-up", self.root)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                self._marker.unlink()
+
+    def __enter__(self) -> LocalStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _stored(root: Path, record: InstanceRecord) -> StoredInstance:
+    return StoredInstance(
+        sop_instance_uid=record.sop_instance_uid,
+        sop_class_uid=record.sop_class_uid,
+        study_uid=record.study_uid,
+        series_uid=record.series_uid,
+        path=root / record.path,
+        size=record.size,
+        duplicate=record.duplicate,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return type(cause).__name__
+
+
+def _walk(source: Path) -> Iterator[Path]:
+    if source.is_file():
+        yield source
+        return
+    for folder, dirs, files in os.walk(source):
+        dirs.sort()
+        for name in sorted(files):
+            yield Path(folder, name)
+
+
+def _has_entries(root: Path) -> bool:
+    with os.scandir(root) as entries:
+        return any(not e.name.startswith(".") for e in entries)
+
+
+def _fsync_dir(directory: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _PublishGuard:
+    """The publish lock as a reusable context manager that refuses once the store closed."""
+
+    def __init__(self, lock: threading.Lock, check: Callable[[], None]) -> None:
+        self._lock = lock
+        self._check = check
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            self._check()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()

@@ -1,0 +1,106 @@
+"""The value objects of the local store: what goes into the index and what comes out of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """One instance as the index stores it: header attributes plus where and how it arrived.
+
+    Text values are decoded ``str`` (PN as DICOM writes it, e.g. ``Müller^Jürgen``), missing
+    values are ``""``, missing numbers ``None``. ``path`` is relative to the store root, with
+    forward slashes. ``duplicate`` marks an arrival whose identical bytes were already stored.
+    """
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_uid: str
+    series_uid: str
+    transfer_syntax_uid: str = ""
+    patient_id: str = ""
+    patient_name: str = ""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    accession_number: str = ""
+    study_description: str = ""
+    referring_physician_name: str = ""
+    modality: str = ""
+    series_number: int | None = None
+    series_description: str = ""
+    body_part_examined: str = ""
+    instance_number: int | None = None
+    path: str = ""
+    size: int = 0
+    source_aet: str = ""
+    received_at: datetime | None = None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """The result of storing one instance; ``path`` is absolute."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_uid: str
+    series_uid: str
+    path: Path
+    size: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class PatientEntry:
+    key: int
+    patient_id: str
+    patient_name: str
+    birth_date: str
+    sex: str
+    study_count: int
+
+
+@dataclass(frozen=True)
+class StudyEntry:
+    study_uid: str
+    patient_key: int
+    patient_id: str
+    patient_name: str
+    study_date: str
+    study_time: str
+    accession_number: str
+    study_description: str
+    referring_physician_name: str
+    modalities: tuple[str, ...]
+    series_count: int
+    instance_count: int
+
+
+@dataclass(frozen=True)
+class SeriesEntry:
+    series_uid: str
+    study_uid: str
+    modality: str
+    series_number: int | None
+    series_description: str
+    body_part_examined: str
+    instance_count: int
+
+
+@dataclass(frozen=True)
+class InstanceEntry:
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_uid: str
+    study_uid: str
+    instance_number: int | None
+    transfer_syntax_uid: str
+    path: str
+    size: int
+    source_aet: str
+    received_at: datetime | None
