@@ -15,6 +15,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_context, evt
+from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
@@ -135,8 +136,6 @@ def wait_for_abort(event: Any, seconds: float) -> bool:
 
 def send_pending(event: Any, remaining: int, completed: int = 0) -> None:
     """Send a C-MOVE/C-GET Pending response by hand, with no C-STORE behind it."""
-    from pynetdicom.dimse_primitives import C_GET, C_MOVE
-
     request = event.request
     rsp = C_MOVE() if type(request).__name__ == "C_MOVE" else C_GET()
     rsp.MessageIDBeingRespondedTo = request.MessageID
@@ -159,6 +158,7 @@ class QuirkyArchive(DemoArchive):
 
     ``move_quirk`` / ``get_quirk``: ``handler(archive, event)`` generators in pynetdicom's
     EVT_C_MOVE / EVT_C_GET protocol, used instead of the well-behaved ones while set.
+    ``refuse_find_levels``: C-FINDs at these levels (e.g. ``{"IMAGE"}``) fail with 0xC000.
     ``ignore_cancel``: C-CANCELs are noted (``cancel_seen``) but the transfer goes on, at
     ``delay_per_instance``, until the requestor aborts.
     Records: ``sent`` (SOP Instance UIDs handed out as C-STORE sub-operations or stored over an
@@ -171,6 +171,7 @@ class QuirkyArchive(DemoArchive):
         self.move_quirk: MoveQuirk | None = None
         self.get_quirk: MoveQuirk | None = None
         self.ignore_cancel = False
+        self.refuse_find_levels: set[str] = set()
         self.sent: list[str] = []
         self.moves = 0
         self.gets = 0
@@ -230,6 +231,13 @@ class QuirkyArchive(DemoArchive):
                 cx.scp_role = None
 
     # -- handlers ---------------------------------------------------------------------------
+
+    def _on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        level = str(event.identifier.get("QueryRetrieveLevel", ""))
+        if level in self.refuse_find_levels:
+            yield 0xC000, None  # like a PACS that does not query at this level
+            return
+        yield from super()._on_find(event)
 
     def _on_move(self, event: Any) -> Iterator[Any]:
         self.moves += 1

@@ -59,6 +59,9 @@ def tune_pynetdicom() -> None:
         _config.LOG_REQUEST_IDENTIFIERS = False
         _config.LOG_RESPONSE_IDENTIFIERS = False
         _config.USE_SHORT_DIMSE_AET = True
+        # Our storage SCP (and C-GET) accepts every storage SOP class, private ones too, in
+        # any transfer syntax offered. It is process-wide in pynetdicom, so it is set here.
+        _config.UNRESTRICTED_STORAGE_SERVICE = True
 
         create_socket = AssociationSocket._create_socket
 

@@ -37,6 +37,8 @@ class RetrievePlan:
 
     requests: tuple[Dataset, ...]
     instances: tuple[ExpectedInstance, ...] | None
+    #: Without a listing, how many instances the PACS says the request covers (if it says).
+    count: int | None = None
 
     @property
     def sop_classes(self) -> set[str]:
@@ -97,6 +99,30 @@ class Planner:
             if keyword not in ds:
                 setattr(ds, keyword, "")
         return _find_all(self.assoc, self.model, ds)
+
+    def count(self) -> int | None:
+        """How many instances the request covers, from the NumberOf*RelatedInstances keys.
+
+        The fallback for a PACS that will not list instances at IMAGE level.
+        """
+        level = self.query.level
+        if level is Level.IMAGE:
+            return len(split_uids(self.query.get("SOPInstanceUID"))) or None
+        key = {
+            Level.PATIENT: "NumberOfPatientRelatedInstances",
+            Level.STUDY: "NumberOfStudyRelatedInstances",
+            Level.SERIES: "NumberOfSeriesRelatedInstances",
+        }[level]  # type: ignore[index]
+        ds = self.query.identifier()
+        setattr(ds, key, "")
+        try:
+            matches = _find_all(self.assoc, self.model, ds)
+        except (OperationFailed, DimseTimeout):
+            return None
+        counts = [m.get(key) for m in matches]
+        if not counts or any(c in (None, "") for c in counts):
+            return None
+        return sum(int(c) for c in counts)
 
     def list_instances(self) -> tuple[ExpectedInstance, ...]:
         level = self.query.level

@@ -57,6 +57,8 @@ class Retrieval:
         self.start = time.monotonic()
         self.last_activity = self.start
         self.expected: dict[str, ExpectedInstance] | None = None
+        #: Without a listing: the count from NumberOf*RelatedInstances or the caller.
+        self.expected_count: int | None = None
         self.scope: tuple[str, set[str]] | None = None  # (keyword, UIDs) when nothing is listed
         self.received: set[str] = set()
         self.bytes = 0
@@ -116,7 +118,7 @@ class Retrieval:
             done = self.finished_counts
             return RetrieveProgress(
                 received=len(self.received),
-                expected=None if self.expected is None else len(self.expected),
+                expected=self.expected_count if self.expected is None else len(self.expected),
                 completed=None if c["completed"] is None else done["completed"] + c["completed"],
                 remaining=c["remaining"],
                 failed=None if c["failed"] is None else done["failed"] + c["failed"],
@@ -177,7 +179,12 @@ class Retrieval:
             if not status:
                 with self.lock:
                     if self.stop_reason is None:
-                        aborted = self.assoc is not None and self.assoc.is_aborted
+                        # pynetdicom queues the A-ABORT before it wakes us but sets
+                        # is_aborted later, on its own thread.
+                        assoc = self.assoc
+                        aborted = assoc is not None and (
+                            assoc.is_aborted or assoc.acse.is_aborted("a-abort")
+                        )
                         self.error = (
                             f"{self.node} aborted the association"
                             if aborted
@@ -199,10 +206,8 @@ class Retrieval:
                     self.final = info
                     for key in self.finished_counts:
                         self.finished_counts[key] += self.counters[key] or 0
-                    self.counters = dict.fromkeys(self.counters) | {
-                        k: self.finished_counts[k] for k in self.finished_counts
-                    }
-                    self.counters["remaining"] = None
+                    # The totals now live in finished_counts; the next request counts anew.
+                    self.counters = {"completed": 0, "failed": 0, "warning": 0, "remaining": None}
                     if identifier is not None and "FailedSOPInstanceUIDList" in identifier:
                         self.failed_uids += [
                             str(u) for u in _as_list(identifier.FailedSOPInstanceUIDList)
@@ -230,22 +235,52 @@ class Retrieval:
         finally:
             unregister()
 
+    def _still_expecting(self) -> bool:
+        """Whether instances the PACS is going to send (or said it sent) have not arrived.
+
+        With a listing: listed instances that neither arrived nor were reported failed.
+        Without one: fewer arrivals than the sub-operations the PACS counted as completed.
+        """
+        if self.expected is not None:
+            settled = self.received.union(self.failed_uids)
+            return any(uid not in settled for uid in self.expected)
+        target = max(self._announced(), self.expected_count or 0)
+        # Knowing nothing (no counts, or a success that counted nothing), only the idle
+        # timeout can tell that the PACS has finished sending.
+        return not target or len(self.received) < target
+
+    def _announced(self) -> int:
+        return self.finished_counts["completed"] + self.finished_counts["warning"]
+
     def wait_for_stragglers(self) -> None:
-        """After the final response, wait for listed instances still on their way."""
+        """After the final response, wait for instances still on their way.
+
+        Some PACS answer success before their C-STOREs land; we wait until everything
+        expected has arrived, or nothing has arrived for the idle timeout, or the total
+        timeout is reached.
+        """
         with self.lock:
             while (
-                self.expected is not None
-                and len(self.received) < len(self.expected)
-                and not self.cancel_sent
+                not self.cancel_sent
                 and self.error is None
+                and self.stop_reason is None
                 and self.final is not None
                 and self.final.category is not Category.FAILURE
+                and self._still_expecting()
             ):
-                idle = time.monotonic() - self.last_activity
+                now = time.monotonic()
+                idle = now - self.last_activity
                 if idle >= self.idle_timeout:
                     self.stop_reason = f"no instance for {self.idle_timeout:g} s"
                     break
-                self.lock.wait(min(0.25, self.idle_timeout - idle))
+                wait = min(0.25, self.idle_timeout - idle)
+                if self.total_timeout is not None:
+                    left = self.start + self.total_timeout - now
+                    if left <= 0:
+                        self.stop_reason = f"not complete within {self.total_timeout:g} s"
+                        break
+                    wait = min(wait, left)
+                self.lock.wait(wait)
             self.done = True
 
     # -- the outcome ------------------------------------------------------------------------
@@ -270,9 +305,14 @@ class Retrieval:
                     if received
                     else RetrieveState.FAILED
                 )
-            elif final is None or final.category in (Category.FAILURE, Category.CANCEL):
+            elif not received:
                 state = RetrieveState.FAILED
-            elif final.category is Category.WARNING or counts["failed"]:
+            elif (
+                final is None
+                or final.category is not Category.SUCCESS
+                or counts["failed"]
+                or received < max(self._announced(), self.expected_count or 0)
+            ):
                 state = RetrieveState.PARTIAL
             else:
                 state = RetrieveState.DONE
@@ -284,7 +324,7 @@ class Retrieval:
                 state=state,
                 message=message,
                 status=final,
-                expected=None if expected is None else len(expected),
+                expected=self.expected_count if expected is None else len(expected),
                 received=received,
                 completed=counts["completed"] if final is not None else None,
                 failed=counts["failed"] if final is not None else None,
@@ -305,7 +345,8 @@ class Retrieval:
         seconds: float,
         destination_hint: str,
     ) -> str:
-        of = f" of {len(self.expected)}" if self.expected is not None else ""
+        total = len(self.expected) if self.expected is not None else self.expected_count
+        of = f" of {total}" if total is not None else ""
         noun = "instance" if received == 1 else "instances"
         rate = f" ({format_rate(self.bytes, seconds)})" if seconds > 0 and self.bytes else ""
         got = f"received {received}{of} {noun} in {seconds:.1f} s{rate}"
@@ -326,25 +367,33 @@ class Retrieval:
                 f"{self.move_destination} as a move destination at {destination_hint}"
             )
         if state is RetrieveState.DONE:
+            if self.expected is None:
+                return f"{got} (checked by count only: the PACS did not list the instances)"
             return got
         if state is RetrieveState.CANCELLED:
             return f"cancelled; {got}"
         reasons = []
-        if final is not None and final.category is Category.FAILURE:
+        if final is not None and final.category in (Category.FAILURE, Category.WARNING):
             reasons.append(f"the PACS answered {final}")
+        failed = self.finished_counts["failed"]
+        if failed:
+            reasons.append(f"it reported {failed} failed sub-operation{'s' if failed != 1 else ''}")
         if self.error:
             reasons.append(self.error)
         if self.stop_reason:
             reasons.append(self.stop_reason)
-        why = "; ".join(reasons)
         if missing:
-            why = (why + "; " if why else "") + (
+            reasons.append(
                 f"{len(missing)} instance{'s' if len(missing) != 1 else ''} missing "
                 "(retry fetches only those)"
             )
-        elif final is not None and final.category is Category.WARNING:
-            why = (why + "; " if why else "") + f"the PACS answered {final}"
-        return f"{got}; {why}" if why else got
+        elif self.expected is None:
+            announced = max(self._announced(), self.expected_count or 0)
+            if announced > received:
+                reasons.append(f"{announced - received} of {announced} did not arrive")
+            elif not received:
+                reasons.append("nothing arrived")
+        return "; ".join([got, *reasons])
 
 
 def format_rate(size: int, seconds: float) -> str:

@@ -69,12 +69,13 @@ def _plan(node: RemoteNode, query: Query, calling_aet: str, check: bool) -> Retr
     if not check:
         return RetrievePlan(requests_for_query(query), None)
     with associate(node, [(query.model.find_uid, None)], calling_aet=calling_aet) as assoc:
+        planner = Planner(assoc, query)
         try:
-            instances = Planner(assoc, query).list_instances()
+            instances = planner.list_instances()
         except OperationFailed as exc:
             if query.get(query.level.unique_key):
-                log.warning("%s; retrieving without a completion check", exc)
-                return RetrievePlan(requests_for_query(query), None)
+                log.warning("%s; retrieving with a count check only", exc)
+                return RetrievePlan(requests_for_query(query), None, planner.count())
             raise
     if not instances:
         raise OperationFailed(f"nothing on {node} matches the {query}")
@@ -91,6 +92,7 @@ def _prepare(
     method: str,
     calling_aet: str,
     check: bool,
+    expected: int | None,
     kwargs: dict[str, Any],
 ) -> tuple[Retrieval, RetrievePlan, InformationModel]:
     retrieval = Retrieval(node, method, calling_aet=calling_aet, **kwargs)
@@ -113,6 +115,8 @@ def _prepare(
             retrieval.scope = (key, set((query.get(key) or "").split("\\")))
     if plan.instances is not None:
         retrieval.expected = {i.sop_instance_uid: i for i in plan.instances}
+    elif expected is not None or plan.count is not None:
+        retrieval.expected_count = plan.count if plan.count is not None else expected
     retrieval.start = retrieval.last_activity = time.monotonic()
     return retrieval, plan, model
 
@@ -129,6 +133,7 @@ def move(
     total_timeout: float | None = None,
     check: bool = True,
     retry_of: RetrieveOutcome | None = None,
+    expected: int | None = None,
 ) -> RetrieveOutcome:
     """C-MOVE what ``query`` matches on ``node`` to our storage SCP ``scp`` (PS3.4 C.4.2).
 
@@ -145,7 +150,7 @@ def move(
         idle_timeout=idle_timeout,
         total_timeout=total_timeout,
     )
-    retrieval, plan, model = _prepare(node, query, retry_of, "move", aet, check, kwargs)
+    retrieval, plan, model = _prepare(node, query, retry_of, "move", aet, check, expected, kwargs)
     retrieval.move_destination = scp.ae_title
     retrieval.query_model = model.move_uid
     unsubscribe = scp.subscribe(retrieval.on_stored)
@@ -198,6 +203,7 @@ def get(
     total_timeout: float | None = None,
     check: bool = True,
     retry_of: RetrieveOutcome | None = None,
+    expected: int | None = None,
 ) -> RetrieveOutcome:
     """C-GET what ``query`` matches on ``node`` into ``store`` on one association (C.4.3).
 
@@ -210,7 +216,9 @@ def get(
         idle_timeout=idle_timeout,
         total_timeout=total_timeout,
     )
-    retrieval, plan, model = _prepare(node, query, retry_of, "get", calling_aet, check, kwargs)
+    retrieval, plan, model = _prepare(
+        node, query, retry_of, "get", calling_aet, check, expected, kwargs
+    )
     retrieval.query_model = model.get_uid
     sink = StoreSink(store)
     sink.subscribe(retrieval.on_stored)

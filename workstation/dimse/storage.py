@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pynetdicom import _config, evt
+from pynetdicom import evt
 
 from workstation.dimse.association import VERIFICATION, make_ae
 from workstation.dimse.ports import program_on_port
@@ -116,8 +116,6 @@ class StorageServer(StoreSink):
     def start(self) -> StorageServer:
         if self._server is not None:
             return self
-        # Accept every storage SOP class, private ones too, in any transfer syntax offered.
-        _config.UNRESTRICTED_STORAGE_SERVICE = True
         ae = make_ae(self.local.ae_title)
         ae.add_supported_context(VERIFICATION)
         ae.require_calling_aet = self.allowed_callers
