@@ -484,6 +484,7 @@ def test_a_crash_mid_write_is_cleaned_at_start_up(
     assert not leftovers[0].name.endswith(".dcm")
     assert dcm_files(root) == []
     store.index.close()  # the crash: no clean close, the open marker stays
+    store._owner.release()  # a dead process holds no lock
 
     with LocalStore(root) as reopened:
         assert list((root / ".incoming").iterdir()) == []
@@ -502,6 +503,7 @@ def test_files_stored_but_not_indexed_before_a_crash_are_recovered(tmp_path: Pat
     monkey_index.submit = lambda record: None  # type: ignore[method-assign]
     lost = store.store_bytes(make_instance(sop_uid(2)))
     store.index.close()
+    store._owner.release()  # a dead process holds no lock
     assert lost.path.is_file()
 
     with LocalStore(root) as reopened:
@@ -743,3 +745,30 @@ def test_no_patient_data_in_logs_at_info(tmp_path: Path, caplog: pytest.LogCaptu
     assert caplog.records
     text = caplog.text
     assert "Secret" not in text and "ID77" not in text and "19650412" not in text
+
+
+def test_a_second_process_cannot_open_the_same_store(tmp_path: Path) -> None:
+    """The window and a CLI retrieve on one folder would clean each other's temp files."""
+    import subprocess
+    import sys
+
+    from workstation.store import LocalStore
+
+    with LocalStore(tmp_path / "shared"):
+        code = (
+            "import sys; from workstation.store import LocalStore\n"
+            "from workstation.errors import StoreError\n"
+            "try:\n    LocalStore(sys.argv[1])\nexcept StoreError as e:\n"
+            "    print(e); sys.exit(3)\n"
+        )
+        other = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "shared")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert other.returncode == 3, other.stdout + other.stderr
+        assert "in use by another workstation process" in other.stdout
+        assert f"pid {__import__('os').getpid()}" in other.stdout
+    # Once closed, the next one opens it.
+    LocalStore(tmp_path / "shared").close()

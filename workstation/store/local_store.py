@@ -57,6 +57,7 @@ from workstation.store.layout import (
     study_path,
     validate_uid,
 )
+from workstation.store.owner import StoreLock
 from workstation.store.records import InstanceRecord, StoredInstance
 from workstation.store.recovery import ReconcileReport, reconcile
 from workstation.store.trash import Taken, Trash
@@ -88,6 +89,7 @@ class LocalStore:
         meta = self.root / META_DIR
         meta.mkdir(parents=True, exist_ok=True)
         self._real_root = self.root.resolve()
+        self._owner = StoreLock(meta, self.root)  # before touching anything another may use
         clean_incoming(self.root)
         self._trash = Trash(self.root, fsync=fsync)
         self._trash.empty_all()
@@ -337,6 +339,7 @@ class LocalStore:
         else:
             with contextlib.suppress(FileNotFoundError):
                 self._marker.unlink()
+        self._owner.release()
 
     def __enter__(self) -> LocalStore:
         return self
