@@ -1,0 +1,434 @@
+"""Remote nodes and this workstation's own DICOM settings, edited in one dialog.
+
+Every field is checked with the core's constructors (:class:`RemoteNode`, :class:`LocalAE`,
+:func:`validate_ae_title`), and their plain-language :class:`InvalidInput` message is shown
+under the form as the user types. OK writes the settings with :func:`settings.save`.
+C-ECHO (PS3.4 Annex A) runs through the window's :class:`~workstation.ui.tasks.TaskRunner`,
+so an unreachable host never freezes the window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from workstation import settings as settings_module
+from workstation.dimse.echo import EchoResult, echo
+from workstation.errors import InvalidInput
+from workstation.nodes import LocalAE, RemoteNode, RetrieveMethod, validate_ae_title
+from workstation.settings import Settings
+from workstation.ui.tasks import Task, TaskRunner, describe_error
+
+log = logging.getLogger(__name__)
+
+OK_STYLE = "color: #1b7f2a; font-weight: 600;"
+ERROR_STYLE = "color: #c0152f;"
+_METHODS = (("C-MOVE", RetrieveMethod.MOVE), ("C-GET", RetrieveMethod.GET))
+
+
+@dataclass
+class NodeDraft:
+    """A node as typed, possibly invalid; :meth:`build` checks it with :class:`RemoteNode`."""
+
+    name: str = "New node"
+    ae_title: str = "PACS"
+    host: str = "127.0.0.1"
+    port: str = "104"
+    retrieve_method: RetrieveMethod = RetrieveMethod.MOVE
+    connect_timeout: float = 10.0
+    dimse_timeout: float = 30.0
+
+    @classmethod
+    def of(cls, node: RemoteNode) -> NodeDraft:
+        values = {f.name: getattr(node, f.name) for f in dataclasses.fields(cls)}
+        return cls(**{**values, "port": str(node.port)})
+
+    def build(self) -> RemoteNode:
+        if not self.name.strip():
+            raise InvalidInput("give the node a name, e.g. PACS or ORTHANC")
+        return RemoteNode(
+            ae_title=self.ae_title,
+            host=self.host.strip(),
+            port=self.port.strip(),  # type: ignore[arg-type]  # RemoteNode checks the text
+            name=self.name.strip(),
+            retrieve_method=self.retrieve_method,
+            connect_timeout=self.connect_timeout,
+            dimse_timeout=self.dimse_timeout,
+        )
+
+
+class NodesDialog(QDialog):
+    """Edit remote nodes and local settings; ``exec()`` then :meth:`settings` for the result."""
+
+    echo_finished = Signal(str, bool)  # text shown, success
+
+    def __init__(
+        self, current: Settings, tasks: TaskRunner | None = None, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self._tasks = tasks if tasks is not None else TaskRunner(self, max_workers=2)
+        self._echo_task: Task[EchoResult] | None = None
+        self.setWindowTitle("DICOM nodes and settings")
+        self._original = current
+        self._result = current
+        self._drafts: list[NodeDraft] = [NodeDraft.of(n) for n in current.nodes.values()]
+        self._loading = False
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._build_nodes_tab(), "Remote nodes")
+        self.tabs.addTab(self._build_local_tab(current), "This workstation")
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs)
+        layout.addWidget(self.buttons)
+
+        for draft in self._drafts:
+            self.node_list.addItem(QListWidgetItem(draft.name))
+        self.node_list.currentRowChanged.connect(self._show_draft)
+        self.node_list.setCurrentRow(0 if self._drafts else -1)
+        self._show_draft(self.node_list.currentRow())
+        self.resize(720, 420)
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _build_nodes_tab(self) -> QWidget:
+        self.node_list = QListWidget()
+        self.node_list.setMinimumWidth(180)
+        self.add_button = QPushButton("Add")
+        self.remove_button = QPushButton("Remove")
+        self.add_button.clicked.connect(self.add_node)
+        self.remove_button.clicked.connect(self.remove_node)
+        list_buttons = QHBoxLayout()
+        list_buttons.addWidget(self.add_button)
+        list_buttons.addWidget(self.remove_button)
+        left = QVBoxLayout()
+        left.addWidget(self.node_list, 1)
+        left.addLayout(list_buttons)
+
+        self.name_edit = QLineEdit()
+        self.ae_edit = QLineEdit()
+        self.ae_edit.setMaxLength(16)
+        self.host_edit = QLineEdit()
+        self.port_edit = QLineEdit()
+        self.port_edit.setMaximumWidth(90)
+        self.method_combo = QComboBox()
+        for label, method in _METHODS:
+            self.method_combo.addItem(label, method)
+        self.connect_spin = _seconds(1, 600)
+        self.dimse_spin = _seconds(1, 3600)
+        self.node_error = _message_label()
+        self.echo_button = QPushButton("Echo")
+        self.echo_button.setToolTip("Send a C-ECHO to check the node answers")
+        self.echo_result = _message_label()
+
+        form = QFormLayout()
+        form.addRow("Name", self.name_edit)
+        form.addRow("AE title", self.ae_edit)
+        form.addRow("Host", self.host_edit)
+        form.addRow("Port", self.port_edit)
+        form.addRow("Retrieve with", self.method_combo)
+        form.addRow("Connect timeout", self.connect_spin)
+        form.addRow("Response timeout", self.dimse_spin)
+        echo_row = QHBoxLayout()
+        echo_row.addWidget(self.echo_button)
+        echo_row.addWidget(self.echo_result, 1)
+        self.form_box = QGroupBox("Node")
+        right = QVBoxLayout(self.form_box)
+        right.addLayout(form)
+        right.addWidget(self.node_error)
+        right.addStretch(1)
+        right.addLayout(echo_row)
+
+        for edit in (self.name_edit, self.ae_edit, self.host_edit, self.port_edit):
+            edit.textEdited.connect(self._form_edited)
+        self.method_combo.currentIndexChanged.connect(self._form_edited)
+        self.connect_spin.valueChanged.connect(self._form_edited)
+        self.dimse_spin.valueChanged.connect(self._form_edited)
+        self.echo_button.clicked.connect(self.run_echo)
+
+        page = QWidget()
+        layout = QHBoxLayout(page)
+        layout.addLayout(left)
+        layout.addWidget(self.form_box, 1)
+        return page
+
+    def _build_local_tab(self, current: Settings) -> QWidget:
+        self.local_ae_edit = QLineEdit(current.ae_title)
+        self.local_ae_edit.setMaxLength(16)
+        self.store_port_edit = QLineEdit(str(current.store_port))
+        self.store_port_edit.setMaximumWidth(90)
+        self.store_dir_edit = QLineEdit(current.store_dir)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse_store_dir)
+        folder = QHBoxLayout()
+        folder.addWidget(self.store_dir_edit, 1)
+        folder.addWidget(browse)
+        self.callers_edit = QLineEdit(", ".join(current.allowed_callers))
+        self.callers_edit.setPlaceholderText("empty: accept every caller")
+        self.local_error = _message_label()
+        for edit in (self.local_ae_edit, self.store_port_edit, self.callers_edit):
+            edit.textEdited.connect(self._local_edited)
+
+        form = QFormLayout()
+        form.addRow("Our AE title", self.local_ae_edit)
+        form.addRow("Storage port", self.store_port_edit)
+        form.addRow("Store folder", folder)
+        form.addRow("Allowed calling AE titles", self.callers_edit)
+        hint = QLabel(
+            "The PACS must know our AE title, this computer's address and the storage port to "
+            "send retrieved images (C-MOVE). Separate allowed AE titles with commas."
+        )
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: #555;")
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addLayout(form)
+        layout.addWidget(self.local_error)
+        layout.addStretch(1)
+        layout.addWidget(hint)
+        return page
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    def add_node(self) -> None:
+        names = {d.name.strip().casefold() for d in self._drafts}
+        name, n = "New node", 2
+        while name.casefold() in names:
+            name, n = f"New node {n}", n + 1
+        self._drafts.append(NodeDraft(name=name))
+        self.node_list.addItem(QListWidgetItem(name))
+        self.node_list.setCurrentRow(len(self._drafts) - 1)
+        self.name_edit.setFocus()
+        self.name_edit.selectAll()
+
+    def remove_node(self) -> None:
+        row = self.node_list.currentRow()
+        if 0 <= row < len(self._drafts):
+            del self._drafts[row]
+            self.node_list.takeItem(row)
+            self._show_draft(self.node_list.currentRow())
+
+    def _show_draft(self, row: int) -> None:
+        draft = self._drafts[row] if 0 <= row < len(self._drafts) else None
+        self.form_box.setEnabled(draft is not None)
+        self.remove_button.setEnabled(draft is not None)
+        self.echo_result.setText("")
+        self._loading = True
+        try:
+            shown = draft or NodeDraft(name="", ae_title="", host="", port="")
+            self.name_edit.setText(shown.name)
+            self.ae_edit.setText(shown.ae_title)
+            self.host_edit.setText(shown.host)
+            self.port_edit.setText(shown.port)
+            self.method_combo.setCurrentIndex(
+                next(i for i, (_, m) in enumerate(_METHODS) if m == shown.retrieve_method)
+            )
+            self.connect_spin.setValue(shown.connect_timeout)
+            self.dimse_spin.setValue(shown.dimse_timeout)
+        finally:
+            self._loading = False
+        self._check_draft(row)
+
+    def _form_edited(self) -> None:
+        row = self.node_list.currentRow()
+        if self._loading or not 0 <= row < len(self._drafts):
+            return
+        draft = self._drafts[row]
+        draft.name = self.name_edit.text()
+        draft.ae_title = self.ae_edit.text()
+        draft.host = self.host_edit.text()
+        draft.port = self.port_edit.text()
+        draft.retrieve_method = RetrieveMethod(self.method_combo.currentData())
+        draft.connect_timeout = self.connect_spin.value()
+        draft.dimse_timeout = self.dimse_spin.value()
+        item = self.node_list.item(row)
+        item.setText(draft.name or "(unnamed)")
+        self.echo_result.setText("")
+        self._check_draft(row)
+
+    def _check_draft(self, row: int) -> RemoteNode | None:
+        """Validate one draft, show its problem under the form and mark its list item."""
+        if not 0 <= row < len(self._drafts):
+            self.node_error.setText("" if self._drafts else "No remote node yet: press Add.")
+            self.node_error.setStyleSheet("color: #555;")
+            return None
+        try:
+            node = self._drafts[row].build()
+            self._check_unique(row)
+        except InvalidInput as exc:
+            self.node_error.setText(_sentence(str(exc)))
+            self.node_error.setStyleSheet(ERROR_STYLE)
+            self.node_list.item(row).setForeground(Qt.GlobalColor.red)
+            return None
+        self.node_error.setText("")
+        self.node_list.item(row).setData(Qt.ItemDataRole.ForegroundRole, None)
+        return node
+
+    def _check_unique(self, row: int) -> None:
+        name = self._drafts[row].name.strip().casefold()
+        for other, draft in enumerate(self._drafts):
+            if other != row and draft.name.strip().casefold() == name:
+                raise InvalidInput(f"another node is already called {draft.name.strip()!r}")
+
+    # -- echo --------------------------------------------------------------------------------
+
+    def run_echo(self) -> None:
+        """C-ECHO the node in the form, calling with our AE title, on a worker thread."""
+        node = self._check_draft(self.node_list.currentRow())
+        if node is None:
+            return
+        try:
+            calling = validate_ae_title(self.local_ae_edit.text())
+        except InvalidInput as exc:
+            self._show_echo(f"Our AE title is not valid: {exc}", ok=False)
+            return
+        self.echo_button.setEnabled(False)
+        self.echo_result.setStyleSheet("")
+        self.echo_result.setText(f"Echoing {node}…")
+        if self._echo_task is not None:
+            self._echo_task.detach()  # a newer echo replaces the one still waiting
+        self._echo_task = self._tasks.run(
+            lambda _context: echo(node, calling_aet=calling),
+            title=f"Echo {node}",
+            success=self._echo_succeeded,
+            failure=self._echo_failed,
+        )
+
+    def _echo_succeeded(self, result: EchoResult) -> None:
+        self.echo_button.setEnabled(True)
+        ms = result.seconds * 1000
+        log.info("C-ECHO to %s answered in %.0f ms", result.node, ms)
+        self._show_echo(f"✔ Echo OK — {result.node} answered in {ms:.0f} ms", ok=True)
+
+    def _echo_failed(self, exc: BaseException) -> None:
+        self.echo_button.setEnabled(True)
+        self._show_echo(_sentence(describe_error(exc)), ok=False)
+
+    def _show_echo(self, text: str, *, ok: bool) -> None:
+        self.echo_result.setText(text)
+        self.echo_result.setStyleSheet(OK_STYLE if ok else ERROR_STYLE)
+        self.echo_finished.emit(text, ok)
+
+    # -- local settings and result -----------------------------------------------------------
+
+    def _browse_store_dir(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Store folder", self.store_dir_edit.text())
+        if folder:
+            self.store_dir_edit.setText(folder)
+
+    def _local_edited(self) -> None:
+        try:
+            self._local_values()
+        except InvalidInput as exc:
+            self.local_error.setText(_sentence(str(exc)))
+            self.local_error.setStyleSheet(ERROR_STYLE)
+        else:
+            self.local_error.setText("")
+
+    def _local_values(self) -> dict[str, object]:
+        local = LocalAE(self.local_ae_edit.text(), self.store_port_edit.text())  # type: ignore[arg-type]
+        callers = [validate_ae_title(t) for t in self.callers_edit.text().split(",") if t.strip()]
+        folder = self.store_dir_edit.text().strip()
+        if not folder:
+            raise InvalidInput("choose a store folder")
+        return {
+            "ae_title": local.ae_title,
+            "store_port": local.port,
+            "store_dir": folder,
+            "allowed_callers": callers,
+        }
+
+    def build_settings(self) -> Settings:
+        """The settings as edited; raises InvalidInput naming the first problem."""
+        local = self._local_values()
+        nodes: dict[str, RemoteNode] = {}
+        for row, draft in enumerate(self._drafts):
+            try:
+                node = draft.build()
+                self._check_unique(row)
+            except InvalidInput as exc:
+                raise InvalidInput(f"node {draft.name.strip() or row + 1}: {exc}") from None
+            nodes[node.name] = node
+        return dataclasses.replace(self._original, nodes=nodes, **local)  # type: ignore[arg-type]
+
+    def accept(self) -> None:
+        try:
+            new = self.build_settings()
+        except InvalidInput as exc:
+            self._show_problem(str(exc))
+            return
+        try:
+            settings_module.save(new)
+        except OSError as exc:
+            log.error("cannot save the settings: %s", exc)
+            self._show_problem(f"cannot save the settings: {exc}")
+            return
+        self._result = new
+        super().accept()
+
+    def _show_problem(self, text: str) -> None:
+        """Bring the first invalid node (or the local settings) into view with its message."""
+        for row in range(len(self._drafts)):
+            if self._check_draft(row) is None:
+                self.tabs.setCurrentIndex(0)
+                self.node_list.setCurrentRow(row)
+                return
+        self._local_edited()
+        if not self.local_error.text():
+            self.local_error.setText(_sentence(text))
+            self.local_error.setStyleSheet(ERROR_STYLE)
+        self.tabs.setCurrentIndex(1)
+
+    def settings(self) -> Settings:
+        """The saved settings after OK; the settings given at start otherwise."""
+        return self._result
+
+    def done(self, result: int) -> None:
+        if self._echo_task is not None:
+            self._echo_task.detach()
+        super().done(result)
+
+
+def _seconds(low: float, high: float) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox()
+    spin.setRange(low, high)
+    spin.setDecimals(0)
+    spin.setSuffix(" s")
+    spin.setMaximumWidth(110)
+    return spin
+
+
+def _message_label() -> QLabel:
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] if text else text

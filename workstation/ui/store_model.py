@@ -1,0 +1,325 @@
+"""Table models of the local store browser: patients, studies and series of the index.
+
+Each model holds the frozen entries of :mod:`workstation.store.records`, names its columns
+with an Enum and builds on the window's :class:`~workstation.ui.table_model.RowTableModel`.
+:meth:`EntryTableModel.set_entries` updates rows in place by key (removing and adding only
+what changed), so a refresh while images arrive keeps the user's selection and scroll position.
+
+:class:`StoreFilter` matches the browser's filter box: every word must appear, ignoring case
+and accents (``muller`` finds ``Müller^Jürgen``), in the patient's name or ID, or in one of
+the study's accession number, description, referring physician, date or modalities.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+from enum import Enum
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from workstation.store.queries import IndexQueries
+from workstation.store.records import PatientEntry, SeriesEntry, StudyEntry
+from workstation.ui.table_model import ROW_ROLE, SORT_ROLE, RowTableModel
+
+__all__ = [
+    "ROW_ROLE",
+    "SORT_ROLE",
+    "EntryTableModel",
+    "PatientTableModel",
+    "SeriesTableModel",
+    "StoreFilter",
+    "StudyCache",
+    "StudyTableModel",
+    "fold_text",
+]
+
+E = TypeVar("E")
+C = TypeVar("C", bound=Enum)
+
+
+@lru_cache(maxsize=131072)  # sort keys and filters fold the same names again and again
+def fold_text(text: str) -> str:
+    """Search form: accents removed, case-folded, PN separators (``^`` ``=``) as spaces."""
+    spaced = text.replace("^", " ").replace("=", " ")
+    if not spaced.isascii():  # most DICOM text is ASCII: skip the per-character work
+        decomposed = unicodedata.normalize("NFKD", spaced)
+        spaced = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(spaced.casefold().split())
+
+
+def format_date(value: str) -> str:
+    """DICOM DA ``YYYYMMDD`` as ``YYYY-MM-DD`` (unambiguous in every locale)."""
+    value = value.strip()
+    if len(value) == 8 and value.isdigit():
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return value
+
+
+def format_time(value: str) -> str:
+    """DICOM TM ``HHMMSS.FFFFFF`` as ``HH:MM``."""
+    digits = value.strip().replace(":", "")
+    if len(digits) >= 4 and digits[:4].isdigit():
+        return f"{digits[:2]}:{digits[2:4]}"
+    return digits
+
+
+def format_person_name(value: str) -> str:
+    """PN ``Family^Given^Middle^Prefix^Suffix=Ideographic`` as ``Family, Given Middle``.
+
+    The first non-empty component group is shown; another group (ideographic or phonetic)
+    follows in parentheses.
+    """
+    groups = [g for g in value.split("=") if g.strip("^ ")]
+    if not groups:
+        return ""
+
+    def one(group: str) -> str:
+        parts = [p.strip() for p in group.split("^")] + [""] * 5
+        family, given, middle, prefix, suffix = parts[:5]
+        first = " ".join(p for p in (prefix, given, middle) if p)
+        name = f"{family}, {first}" if family and first else family or first
+        return f"{name}, {suffix}" if suffix else name
+
+    shown = one(groups[0])
+    if len(groups) > 1:
+        shown += f" ({' '.join(p for p in groups[1].split('^') if p)})"
+    return shown
+
+
+def format_sex(value: str) -> str:
+    return {"M": "M", "F": "F", "O": "Other"}.get(value.strip().upper(), value)
+
+
+class StoreFilter:
+    """The filter box's words, folded; an empty filter matches everything."""
+
+    def __init__(self, text: str = "") -> None:
+        self.text = text
+        self.words = fold_text(text).split()
+
+    def __bool__(self) -> bool:
+        return bool(self.words)
+
+    def matches(self, haystack: str) -> bool:
+        """Whether every word occurs in ``haystack`` (already folded)."""
+        return all(word in haystack for word in self.words)
+
+    def matches_patient(self, patient: PatientEntry) -> bool:
+        return self.matches(
+            fold_text(f"{patient.patient_name} {patient.patient_id} {patient.birth_date}")
+        )
+
+    def matches_study(self, study: StudyEntry) -> bool:
+        return self.matches(study_haystack(study))
+
+
+def study_haystack(study: StudyEntry) -> str:
+    """What the filter searches in a study: patient, accession, descriptions, date, modalities."""
+    values = (
+        study.patient_name,
+        study.patient_id,
+        study.accession_number,
+        study.study_description,
+        study.referring_physician_name,
+        study.study_date,
+        format_date(study.study_date),
+        *study.modalities,
+    )
+    return fold_text(" ".join(values))
+
+
+class StudyCache:
+    """Every study of the index with its folded search text, kept current by study UID.
+
+    Listing all studies costs ~100 ms for ten thousand, too much for each refresh while images
+    arrive; :meth:`update` re-reads only the studies that changed.
+    """
+
+    def __init__(self) -> None:
+        self._studies: dict[str, tuple[StudyEntry, str]] | None = None
+
+    def clear(self) -> None:
+        self._studies = None
+
+    def matching(self, index: IndexQueries, store_filter: StoreFilter) -> list[StudyEntry]:
+        """The studies the filter matches, reading the index the first time."""
+        if self._studies is None:
+            self._studies = {s.study_uid: (s, study_haystack(s)) for s in index.studies()}
+        return [s for s, haystack in self._studies.values() if store_filter.matches(haystack)]
+
+    def update(self, index: IndexQueries, study_uids: Iterable[str]) -> None:
+        if self._studies is None:
+            return
+        for uid in study_uids:
+            study = index.study(uid)
+            if study is None:
+                self._studies.pop(uid, None)
+            else:
+                self._studies[uid] = (study, study_haystack(study))
+
+
+class EntryTableModel(RowTableModel[E, C]):
+    """A read-only table of store entries that :meth:`set_entries` keeps in step with the index.
+
+    The base class sorts the rows itself when the view asks; text sorts accent- and
+    case-insensitively, numbers as numbers.
+    """
+
+    def sort_key(self, row: E, column: C) -> Any:
+        if column in self.numeric:
+            text = self.display(row, column)
+            return int(text) if text.isdigit() else -1
+        return fold_text(self.display(row, column))
+
+    def entry(self, position: int) -> E | None:
+        return self._rows[position] if 0 <= position < len(self._rows) else None
+
+    def set_entries(self, entries: Iterable[E]) -> None:
+        """Show exactly ``entries``: vanished keys removed, known keys updated in place (so
+        selections survive), new keys appended."""
+        new = list(entries)
+        wanted = {self.key(e) for e in new}
+        self.remove_keys([k for k in (self.key(r) for r in self._rows) if k not in wanted])
+        current = {self.key(r): r for r in self._rows}
+        changed = [e for e in new if current.get(self.key(e)) != e]
+        if changed:
+            self.upsert(changed)
+
+
+class PatientColumn(Enum):
+    NAME = "Patient name"
+    PATIENT_ID = "Patient ID"
+    BIRTH_DATE = "Birth date"
+    SEX = "Sex"
+
+
+class PatientTableModel(EntryTableModel[PatientEntry, PatientColumn]):
+    columns = tuple(PatientColumn)
+
+    def key(self, row: PatientEntry) -> str:
+        return str(row.key)
+
+    def display(self, row: PatientEntry, column: PatientColumn) -> str:
+        match column:
+            case PatientColumn.NAME:
+                return format_person_name(row.patient_name) or "(no name)"
+            case PatientColumn.PATIENT_ID:
+                return row.patient_id
+            case PatientColumn.BIRTH_DATE:
+                return format_date(row.birth_date)
+            case PatientColumn.SEX:
+                return format_sex(row.sex)
+
+    def tooltip(self, row: PatientEntry, column: PatientColumn) -> str | None:
+        studies = f"{row.study_count} stud{'ies' if row.study_count != 1 else 'y'} stored"
+        return f"{format_person_name(row.patient_name)}\nID {row.patient_id}\n{studies}"
+
+
+class StudyColumn(Enum):
+    DATE = "Date"
+    DESCRIPTION = "Study description"
+    MODALITIES = "Modality"
+    ACCESSION = "Accession"
+    IMAGES = "Images"
+
+
+class StudyTableModel(EntryTableModel[StudyEntry, StudyColumn]):
+    columns = tuple(StudyColumn)
+    numeric = frozenset({StudyColumn.IMAGES})
+
+    def key(self, row: StudyEntry) -> str:
+        return row.study_uid
+
+    def display(self, row: StudyEntry, column: StudyColumn) -> str:
+        match column:
+            case StudyColumn.DATE:
+                when = f"{format_date(row.study_date)} {format_time(row.study_time)}"
+                return when.strip()
+            case StudyColumn.DESCRIPTION:
+                return row.study_description
+            case StudyColumn.MODALITIES:
+                return ", ".join(row.modalities)
+            case StudyColumn.ACCESSION:
+                return row.accession_number
+            case StudyColumn.IMAGES:
+                return str(row.instance_count)
+
+    def tooltip(self, row: StudyEntry, column: StudyColumn) -> str | None:
+        lines = [row.study_description or "(no description)"]
+        if row.referring_physician_name:
+            lines.append(f"Referring: {format_person_name(row.referring_physician_name)}")
+        lines.append(f"{row.series_count} series, {row.instance_count} images stored")
+        lines.append(f"Study UID {row.study_uid}")
+        return "\n".join(lines)
+
+
+class SeriesColumn(Enum):
+    NUMBER = "#"
+    MODALITY = "Modality"
+    DESCRIPTION = "Series description"
+    BODY_PART = "Body part"
+    IMAGES = "Images"
+
+
+class SeriesTableModel(EntryTableModel[SeriesEntry, SeriesColumn]):
+    columns = tuple(SeriesColumn)
+    numeric = frozenset({SeriesColumn.NUMBER, SeriesColumn.IMAGES})
+
+    def key(self, row: SeriesEntry) -> str:
+        return row.series_uid
+
+    def display(self, row: SeriesEntry, column: SeriesColumn) -> str:
+        match column:
+            case SeriesColumn.NUMBER:
+                return "" if row.series_number is None else str(row.series_number)
+            case SeriesColumn.MODALITY:
+                return row.modality
+            case SeriesColumn.DESCRIPTION:
+                return row.series_description
+            case SeriesColumn.BODY_PART:
+                return row.body_part_examined
+            case SeriesColumn.IMAGES:
+                return str(row.instance_count)
+
+    def tooltip(self, row: SeriesEntry, column: SeriesColumn) -> str | None:
+        return f"{row.series_description or '(no description)'}\nSeries UID {row.series_uid}"
+
+
+# -- the words of the browser's confirmations ------------------------------------------------
+
+
+def images_text(count: int) -> str:
+    return f"{count} image{'s' * (count != 1)}"
+
+
+def patient_label(name: str, patient_id: str) -> str:
+    shown = format_person_name(name) or "an unnamed patient"
+    return f"{shown} (ID {patient_id})" if patient_id else shown
+
+
+def study_deletion_question(study: StudyEntry) -> str:
+    """What the confirmation says before a study is deleted: what, whose, how many images."""
+    what = study.study_description or "(no description)"
+    when = format_date(study.study_date) or "unknown date"
+    return (
+        f"Delete the study “{what}” of {when} for "
+        f"{patient_label(study.patient_name, study.patient_id)}?\n\n"
+        f"{study.series_count} series, {images_text(study.instance_count)} will be removed from "
+        "the local store. This cannot be undone."
+    )
+
+
+def series_deletion_question(series: SeriesEntry, study: StudyEntry | None) -> str:
+    number = f"#{series.series_number} " if series.series_number is not None else ""
+    what = series.series_description or series.modality or "(no description)"
+    owner = ""
+    if study is not None:
+        owner = (
+            f" of the study “{study.study_description}” for "
+            f"{patient_label(study.patient_name, study.patient_id)}"
+        )
+    return (
+        f"Delete the series {number}“{what}”{owner}?\n\n{images_text(series.instance_count)} "
+        "will be removed from the local store. This cannot be undone."
+    )
