@@ -1,0 +1,27 @@
+"""The retrieve queue: C-MOVE/C-GET jobs run in the background, a few at a time per node.
+
+:class:`RetrieveQueue` is plain Python (no Qt): the window and the CLI both use it. Jobs run on
+worker threads, at most ``per_node_limit`` at once against one node, first come first served
+otherwise. Every change is reported to ``on_change`` as an immutable :class:`RetrieveJob`
+snapshot, from the queue's own notifier thread, in the order the changes happened; progress
+is coalesced to about ten snapshots a second per job.
+
+Jobs are kept in a small SQLite file (WAL) so the list survives a restart; a retrieve that was
+queued or running when the application quit starts again at the next start (the store
+recognises the instances it already holds as duplicates, so running it again is safe).
+
+Nothing here logs patient data: a job's ``label`` (patient name, study description) is for
+display only and is written to the job file, never to the log at INFO or above.
+"""
+
+from workstation.jobs.model import JobState, QueueClosed, RetrieveJob
+from workstation.jobs.retrieve_queue import PROGRESS_INTERVAL, ChangeCallback, RetrieveQueue
+
+__all__ = [
+    "PROGRESS_INTERVAL",
+    "ChangeCallback",
+    "JobState",
+    "QueueClosed",
+    "RetrieveJob",
+    "RetrieveQueue",
+]
