@@ -1,0 +1,401 @@
+"""The main window: search on top, results and series in the middle, the retrieve queue below.
+
+Wiring only: each pane is its own class (see the imports); every blocking call goes through
+:class:`~workstation.ui.tasks.TaskRunner` or the retrieve queue's threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDialog,
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from workstation.dimse.echo import echo
+from workstation.nodes import RemoteNode
+from workstation.results import StudyRow
+from workstation.ui.criteria import SearchCriteria
+from workstation.ui.local_tracker import LocalTracker
+from workstation.ui.log_pane import LogPane, install_log_handler
+from workstation.ui.nodes_dialog import NodesDialog
+from workstation.ui.query_panel import QueryPanel
+from workstation.ui.queue_view import QueueView
+from workstation.ui.retrieve_plan import RetrievePlan, plan_series, plan_studies
+from workstation.ui.series_panel import SeriesPanel
+from workstation.ui.session import Session
+from workstation.ui.store_browser import StoreBrowser
+from workstation.ui.study_model import StudyTableModel
+from workstation.ui.study_search import StudySearch
+from workstation.ui.study_view import StudyView
+from workstation.ui.tasks import TaskRunner
+from workstation.ui.window_state import WindowState
+
+log = logging.getLogger(__name__)
+
+_OK = "color: #1b7f3b;"
+_BAD = "color: #c0152f; font-weight: 600;"
+
+
+class MainWindow(QMainWindow):
+    """Query/Retrieve window over a :class:`Session` (which the caller opens and closes)."""
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.setWindowTitle("DICOM Query/Retrieve")
+        self.runner = TaskRunner(self)
+        self.runner.failed.connect(self._task_failed)
+        self._series_focus = False
+        self._closed = False
+
+        self.study_model = StudyTableModel(self)
+        self.search = StudySearch(self.study_model, self.runner, lambda: session.settings.ae_title)
+        self.query_panel = QueryPanel()
+        self.study_view = StudyView(self.study_model)
+        self.series_panel = SeriesPanel(self.runner, session.store, session.settings.ae_title)
+        self.queue_view = QueueView(session.queue, self.runner)
+        self.store_browser = StoreBrowser(session.store, self.runner)
+        self.tracker = LocalTracker(session.store, self.study_model, self.runner, self)
+        self._build_layout()
+        self._build_log_dock()
+        self._build_actions()
+        self._build_status_bar()
+        self._connect()
+
+        self.query_panel.set_nodes(sorted(session.nodes))
+        session.add_job_listener(self.queue_view.on_change)
+        self.queue_view.load(session.queue.jobs())
+        session.resume_jobs()
+        self.resize(1360, 860)
+        self._state = WindowState()
+        self._state.restore(self, self._splitters(), self._headers())
+        if session.demo_requested and session.demo is None:
+            self.statusBar().showMessage("Starting the demo archive…")
+            self.runner.run(
+                lambda _c: session.start_demo(), title="Demo archive", success=self._demo_ready
+            )
+
+    # -- construction --------------------------------------------------------------------------
+
+    def _build_layout(self) -> None:
+        self.results_splitter = QSplitter(Qt.Orientation.Vertical)
+        self.results_splitter.addWidget(self.study_view)
+        self.results_splitter.addWidget(self.series_panel)
+        self.results_splitter.setStretchFactor(0, 3)
+        self.results_splitter.setStretchFactor(1, 1)
+        self.results_splitter.setChildrenCollapsible(False)
+        qr_page = QWidget()
+        qr_layout = QVBoxLayout(qr_page)
+        qr_layout.setContentsMargins(0, 0, 0, 0)
+        qr_layout.setSpacing(0)
+        qr_layout.addWidget(self.query_panel)
+        qr_layout.addWidget(self.results_splitter, 1)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(qr_page, "Query / Retrieve")
+        self.tabs.addTab(self.store_browser, "Local store")
+        self.main_splitter = QSplitter(Qt.Orientation.Vertical)
+        self.main_splitter.addWidget(self.tabs)
+        self.main_splitter.addWidget(self.queue_view)
+        self.main_splitter.setStretchFactor(0, 4)
+        self.main_splitter.setStretchFactor(1, 1)
+        self.main_splitter.setChildrenCollapsible(False)
+        self.main_splitter.setSizes([620, 200])
+        self.results_splitter.setSizes([420, 170])
+        self.setCentralWidget(self.main_splitter)
+
+    def _build_log_dock(self) -> None:
+        self.log_pane = LogPane()
+        self._log_handler = install_log_handler(self.log_pane)
+        self.log_dock = QDockWidget("Log", self)
+        self.log_dock.setObjectName("logDock")
+        self.log_dock.setWidget(self.log_pane)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
+        self.log_dock.hide()
+
+    def _action(
+        self,
+        text: str,
+        slot: Any,
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
+    ) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        self.find_action = self._action("Find", self.query_panel.focus_search, "Ctrl+F")
+        self.search_action = self._action("Search", self.query_panel.request_search)
+        self.stop_action = self._action("Stop", self.stop, "Esc")
+        self.retrieve_action = self._action("Retrieve", self.retrieve_selected, "Ctrl+R")
+        self.clear_action = self._action("Clear search", self.clear_search, "Ctrl+L")
+        self.nodes_action = self._action("Nodes…", self.manage_nodes)
+        self.echo_action = self._action("Verify nodes (C-ECHO)", self.verify_nodes)
+        self.quit_action = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.find_action.setToolTip("Put the cursor in the patient name (Ctrl+F)")
+        self.retrieve_action.setToolTip("Retrieve the selected studies or series (Ctrl+R)")
+        self.stop_action.setToolTip("Stop the search (Esc)")
+        self.stop_action.setEnabled(False)
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addAction(self.quit_action)
+        search_menu = menu.addMenu("&Search")
+        for action in (self.find_action, self.search_action, self.stop_action, self.clear_action):
+            search_menu.addAction(action)
+        search_menu.addSeparator()
+        search_menu.addAction(self.retrieve_action)
+        node_menu = menu.addMenu("&Nodes")
+        node_menu.addAction(self.nodes_action)
+        node_menu.addAction(self.echo_action)
+        view_menu = menu.addMenu("&View")
+        view_menu.addAction(self.log_dock.toggleViewAction())
+        toolbar = QToolBar("Main")
+        toolbar.setObjectName("mainToolbar")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for action in (self.retrieve_action, self.stop_action, self.clear_action):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.nodes_action)
+        toolbar.addAction(self.echo_action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.log_dock.toggleViewAction())
+        self.addToolBar(toolbar)
+
+    def _build_status_bar(self) -> None:
+        self.status_label = QLabel("Ready")
+        self.scp_label = QLabel(self.session.scp_status)
+        self.scp_label.setStyleSheet(_OK if self.session.scp.running else _BAD)
+        self.scp_label.setToolTip(
+            "Our storage SCP: where C-MOVE retrieves and pushes from other systems arrive"
+        )
+        self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.scp_label)
+
+    def _connect(self) -> None:
+        panel = self.query_panel
+        panel.search_requested.connect(self.start_search)
+        panel.stop_requested.connect(self.stop)
+        panel.manage_nodes_requested.connect(self.manage_nodes)
+        self.search.status_changed.connect(self._search_status)
+        self.search.started.connect(lambda: self._set_searching(True))
+        self.search.finished.connect(self._search_finished)
+        self.search.rows_added.connect(self.tracker.recount)
+        self.study_view.current_study_changed.connect(self._show_series)
+        self.study_view.retrieve_requested.connect(self.retrieve_studies)
+        self.study_view.table.selectionModel().selectionChanged.connect(self._study_selected)
+        self.series_panel.retrieve_requested.connect(self.retrieve_series)
+        self.series_panel.table.selectionModel().selectionChanged.connect(self._series_selected)
+        self.tracker.stored.connect(self._stored)
+        self.queue_view.job_finished.connect(lambda uid: self.tracker.recount([uid]))
+        self.queue_view.open_requested.connect(self.show_in_store)
+        self.store_browser.message.connect(self.statusBar().showMessage)
+
+    def _splitters(self) -> dict[str, QSplitter]:
+        return {"main": self.main_splitter, "results": self.results_splitter}
+
+    def _headers(self) -> dict[str, Any]:
+        return {
+            "studies": self.study_view.table.horizontalHeader(),
+            "series": self.series_panel.table.horizontalHeader(),
+            "queue": self.queue_view.table.horizontalHeader(),
+        }
+
+    # -- search --------------------------------------------------------------------------------
+
+    def start_search(self, criteria: SearchCriteria) -> None:
+        nodes = [n for name in self.query_panel.selected_nodes() if (n := self.session.node(name))]
+        if not nodes:
+            self.statusBar().showMessage("Tick a node to search", 5000)
+            return
+        self.series_panel.show_study("", "", None)
+        self.tabs.setCurrentIndex(0)
+        self.search.start(criteria, nodes)
+
+    def stop(self) -> None:
+        self.search.stop()
+
+    def clear_search(self) -> None:
+        self.search.stop(quiet=True)
+        self.query_panel.clear()
+
+    def _set_searching(self, searching: bool) -> None:
+        self.query_panel.set_searching(searching)
+        self.stop_action.setEnabled(searching)
+
+    def _search_status(self, text: str) -> None:
+        self.study_view.counter.setText(text)
+        self.status_label.setText(text)
+
+    def _search_finished(self, _text: str) -> None:
+        self._set_searching(False)
+        if self.study_view.table.selectionModel().hasSelection() is False:
+            self.study_view.select_first()
+
+    def _show_series(self, row: StudyRow | None) -> None:
+        if row is None:
+            self.series_panel.show_study("", "", None)
+            return
+        if row.study_uid == self.series_panel.study_uid:
+            return
+        node = next((n for s in row.sources if (n := self.session.node(s))), None)
+        self.series_panel.show_study(row.study_uid, row.label, node)
+
+    # -- retrieve ------------------------------------------------------------------------------
+
+    def _study_selected(self, *_: Any) -> None:
+        self._series_focus = False
+
+    def _series_selected(self, *_: Any) -> None:
+        self._series_focus = self.series_panel.table.selectionModel().hasSelection()
+
+    def retrieve_selected(self) -> None:
+        """Ctrl+R: the selected series when they were chosen last, else the selected studies."""
+        if self._series_focus and self.series_panel.selected_series():
+            self.retrieve_series()
+        else:
+            self.retrieve_studies()
+
+    def retrieve_studies(self) -> None:
+        rows = self.study_view.selected_rows()
+        if not rows:
+            self.statusBar().showMessage("Select one or more studies to retrieve", 5000)
+            return
+        self._submit(plan_studies(rows, self.session.nodes, self.queue_view.model.rows))
+
+    def retrieve_series(self) -> None:
+        study = self.study_view.current_row()
+        series = self.series_panel.selected_series()
+        if study is None or not series or study.study_uid != self.series_panel.study_uid:
+            self.retrieve_studies()
+            return
+        self._submit(plan_series(study, series, self.session.nodes, self.queue_view.model.rows))
+
+    def _submit(self, plan: RetrievePlan) -> None:
+        queue = self.session.queue
+        for reason in plan.skipped:
+            log.info("not queued: %s", reason.split(": ")[-1])
+        if plan.skipped:
+            self.statusBar().showMessage("Not queued: " + "; ".join(plan.skipped), 8000)
+        if not plan.submissions:
+            return
+        subs = plan.submissions
+
+        def work(_context: object) -> int:
+            for s in subs:
+                queue.submit(
+                    s.node,
+                    study_uid=s.study_uid,
+                    series_uids=s.series_uids,
+                    label=s.label,
+                    expected=s.expected,
+                )
+            return len(subs)
+
+        self.runner.run(
+            work,
+            title="Queue retrieve",
+            success=lambda n: self.statusBar().showMessage(
+                f"Queued {n} retrieve{'s' if n != 1 else ''}", 5000
+            ),
+        )
+
+    # -- the local store -----------------------------------------------------------------------
+
+    def _stored(self, stored: list[Any]) -> None:
+        self.store_browser.notify_stored(stored)
+        if any(s.study_uid == self.series_panel.study_uid for s in stored):
+            self.series_panel.refresh_local()
+
+    def show_in_store(self, study_uid: str) -> None:
+        self.tabs.setCurrentWidget(self.store_browser)
+        self.store_browser.refresh()
+        self.store_browser.select_study(study_uid)
+
+    # -- nodes ---------------------------------------------------------------------------------
+
+    def _demo_ready(self, node: Any) -> None:
+        self.query_panel.set_nodes(sorted(self.session.nodes), selected=[node.name])
+        self.statusBar().showMessage(
+            f"Demo archive ready as node {node.name}: type a name (try 'smith') and press Enter",
+            15000,
+        )
+
+    def manage_nodes(self) -> None:
+        dialog = NodesDialog(self.session.settings, self.runner, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        old = self.session.settings
+        new = dialog.settings()
+        self.session.settings = new
+        self.query_panel.set_nodes(sorted(self.session.nodes))
+        if new.local_ae != old.local_ae or new.store_dir != old.store_dir:
+            QMessageBox.information(
+                self, "Restart needed", "The new local AE, port or store folder apply at the "
+                "next start of the workstation.",
+            )  # fmt: skip
+
+    def verify_nodes(self) -> None:
+        names = self.query_panel.selected_nodes()
+        aet = self.session.settings.ae_title
+        for name in names:
+            node = self.session.node(name)
+            if node is not None:
+                self.runner.run(
+                    partial(_echo_text, node, aet),
+                    title=f"C-ECHO to {name}",
+                    success=self._show_echo,
+                )
+        if not names:
+            self.statusBar().showMessage("Tick the nodes to verify in the node menu", 5000)
+
+    def _show_echo(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
+
+    def _task_failed(self, title: str, message: str) -> None:
+        self.statusBar().showMessage(f"{title}: {message}", 15000)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, parent=self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()  # never exec(): a modal loop would block nothing, but tests could hang
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._closed:
+            self._closed = True
+            self._state.save(self, self._splitters(), self._headers())
+            self.session.remove_job_listener(self.queue_view.on_change)
+            self.search.close()
+            self.tracker.close()
+            self.queue_view.close_view()
+            self.runner.shutdown()
+            logging.getLogger().removeHandler(self._log_handler)
+            # The browser reads the store on timers of its own; the store closes after us.
+            browser = self.store_browser
+            browser.setParent(None)
+            shiboken6.delete(browser)
+        super().closeEvent(event)
+
+
+def _echo_text(node: RemoteNode, calling_aet: str, _context: object) -> str:
+    """A C-ECHO (in a worker), as one line for the status bar."""
+    return str(echo(node, calling_aet=calling_aet))

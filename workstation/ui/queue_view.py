@@ -1,0 +1,229 @@
+"""The retrieve queue pane: a table of jobs with progress bars and Cancel / Retry / Remove."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+    QStyleOptionViewItem,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from workstation.jobs import JobState, RetrieveJob, RetrieveQueue
+from workstation.ui.queue_model import PROGRESS_ROLE, QueueColumn, QueueTableModel
+from workstation.ui.tasks import TaskRunner
+from workstation.ui.throttle import BatchBuffer
+
+log = logging.getLogger(__name__)
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Paints a progress bar from :data:`PROGRESS_ROLE` (0..1; empty bar when unknown)."""
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        fraction = index.data(PROGRESS_ROLE)
+        bar = QStyleOptionProgressBar()
+        bar.rect = option.rect.adjusted(3, 3, -3, -3)
+        bar.minimum = 0
+        bar.maximum = 1000
+        bar.progress = 0 if fraction is None else round(float(fraction) * 1000)
+        bar.text = "" if fraction is None else f"{float(fraction):.0%}"
+        bar.textVisible = True
+        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
+        bar.state = option.state | QStyle.StateFlag.State_Horizontal
+        bar.direction = option.direction
+        bar.fontMetrics = option.fontMetrics
+        bar.palette = option.palette
+        style = option.widget.style() if option.widget else QApplication.style()
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(option.rect, option.palette.highlight())
+        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
+
+
+class QueueView(QWidget):
+    """Shows the queue's jobs; the buttons act on the selected ones through the task runner."""
+
+    #: A job reached DONE or PARTIAL (the study UID): the window refreshes the local column.
+    job_finished = Signal(str)
+    #: The user double-clicked a job: show that study (study UID).
+    open_requested = Signal(str)
+
+    def __init__(
+        self, queue: RetrieveQueue, runner: TaskRunner, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.queue = queue
+        self.runner = runner
+        self.model = QueueTableModel(self)
+        self.buffer = BatchBuffer(self._apply, parent=self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setObjectName("queueTable")
+        self.table.setItemDelegateForColumn(
+            list(QueueColumn).index(QueueColumn.PROGRESS), ProgressDelegate(self.table)
+        )
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(True)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        for column, width in {
+            QueueColumn.LABEL: 300,
+            QueueColumn.NODE: 130,
+            QueueColumn.STATE: 90,
+            QueueColumn.PROGRESS: 150,
+            QueueColumn.COUNT: 70,
+            QueueColumn.SPEED: 150,
+        }.items():
+            self.table.setColumnWidth(list(QueueColumn).index(column), width)
+        self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.table.doubleClicked.connect(self._on_double_click)
+        self.model.dataChanged.connect(self._update_buttons)
+
+        self.title = QLabel("<b>Retrieve queue</b>")
+        self.summary = QLabel("")
+        self.cancel_button = self._button("Cancel", "Stop the selected retrieves", self.cancel)
+        self.retry_button = self._button(
+            "Retry", "Fetch again what the selected retrieves missed", self.retry
+        )
+        self.remove_button = self._button(
+            "Remove", "Forget the selected finished jobs", self.remove
+        )
+        self.clear_button = self._button(
+            "Clear finished", "Forget every finished job", self.clear_finished
+        )
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(self.title)
+        bar.addSpacing(12)
+        bar.addWidget(self.summary, 1)
+        for button in (self.cancel_button, self.retry_button, self.remove_button):
+            bar.addWidget(button)
+        bar.addSpacing(12)
+        bar.addWidget(self.clear_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 2, 6, 4)
+        layout.addLayout(bar)
+        layout.addWidget(self.table)
+        self._update_buttons()
+
+    def _button(self, text: str, tip: str, slot: Callable[[], None]) -> QPushButton:
+        button = QPushButton(text)
+        button.setToolTip(tip)
+        button.clicked.connect(slot)
+        return button
+
+    # -- updates --------------------------------------------------------------------------------
+
+    def on_change(self, job: RetrieveJob) -> None:
+        """The queue's callback (notifier thread): buffer it for the GUI thread."""
+        self.buffer.push(job)
+
+    def load(self, jobs: list[RetrieveJob]) -> None:
+        """The jobs already in the queue (at start-up), through the same buffer (keeps order)."""
+        self.buffer.extend(jobs)
+
+    def _apply(self, jobs: list[RetrieveJob]) -> None:
+        before = {j.id: j.state for j in self.model.rows}
+        self.model.apply(jobs)
+        for job in jobs:
+            if job.state in (JobState.DONE, JobState.PARTIAL) and before.get(job.id) != job.state:
+                self.job_finished.emit(job.study_uid)
+                before[job.id] = job.state
+        self._update_summary()
+        self._update_buttons()
+
+    def _update_summary(self) -> None:
+        jobs = self.model.rows
+        running = sum(j.state is JobState.RUNNING for j in jobs)
+        queued = sum(j.state is JobState.QUEUED for j in jobs)
+        failed = sum(j.state in (JobState.FAILED, JobState.PARTIAL) for j in jobs)
+        parts = []
+        if running:
+            parts.append(f"{running} running")
+        if queued:
+            parts.append(f"{queued} waiting")
+        if failed:
+            parts.append(f"{failed} need attention")
+        self.summary.setText(", ".join(parts) if parts else ("idle" if jobs else "empty"))
+
+    # -- selection and actions ------------------------------------------------------------------
+
+    def selected_jobs(self) -> list[RetrieveJob]:
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        return [self.model.job(row) for row in rows]
+
+    def _update_buttons(self, *_: Any) -> None:
+        jobs = self.selected_jobs()
+        self.cancel_button.setEnabled(any(not j.is_finished and not j.cancelling for j in jobs))
+        self.retry_button.setEnabled(any(j.state.retryable for j in jobs))
+        self.remove_button.setEnabled(any(j.is_finished for j in jobs))
+        self.clear_button.setEnabled(any(j.is_finished for j in self.model.rows))
+
+    def cancel(self) -> None:
+        ids = [j.id for j in self.selected_jobs() if not j.is_finished]
+        self._act("Cancel retrieve", ids, self.queue.cancel)
+
+    def retry(self) -> None:
+        ids = [j.id for j in self.selected_jobs() if j.state.retryable]
+        self._act("Retry retrieve", ids, self.queue.retry)
+
+    def remove(self) -> None:
+        ids = [j.id for j in self.selected_jobs() if j.is_finished]
+        self.runner.run(
+            lambda _c: [self.queue.remove(i).id for i in ids],
+            title="Remove retrieve",
+            success=self._forget,
+        )
+
+    def clear_finished(self) -> None:
+        self.runner.run(
+            lambda _c: self.queue.clear_finished(), title="Clear finished", success=self._forget
+        )
+
+    def _forget(self, ids: list[int]) -> None:
+        self.buffer.flush()
+        self.model.remove_keys(str(i) for i in ids)
+        self._update_summary()
+        self._update_buttons()
+
+    def _act(self, title: str, ids: list[int], action: Callable[[int], RetrieveJob]) -> None:
+        """Run ``action`` on each job in a worker: a cancel sends C-CANCEL (pynetdicom).
+
+        The returned snapshots are not shown: the queue reports the same changes, in order,
+        through :meth:`on_change`, and a snapshot from here could arrive after a newer one.
+        """
+        if ids:
+            self.runner.run(lambda _c: [action(i) for i in ids], title=title)
+
+    def _on_double_click(self, index: QModelIndex) -> None:
+        job = self.model.job(index.row())
+        if job.state in (JobState.DONE, JobState.PARTIAL):
+            self.open_requested.emit(job.study_uid)
+
+    def close_view(self) -> None:
+        self.buffer.close()

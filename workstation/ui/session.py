@@ -1,0 +1,181 @@
+"""Everything the window runs on, opened once and closed once: settings, store, SCP, queue.
+
+Qt-free. :meth:`Session.open` does the quick parts synchronously (read the settings, open the
+local store, bind the storage SCP, load the retrieve queue); :meth:`Session.start_demo`, the
+slow part of ``--demo`` (about a second to build the synthetic archive), runs in a worker.
+:meth:`Session.close` stops in the safe order: the queue first (running retrieves are
+cancelled and stay queued, so the next start resumes them), then the SCP, then the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from workstation import settings as settings_module
+from workstation.demo.archive import DemoArchive, demo_archive
+from workstation.dimse.storage import StorageServer
+from workstation.errors import PortInUse
+from workstation.jobs import RetrieveJob, RetrieveQueue
+from workstation.nodes import LocalAE, RemoteNode, RetrieveMethod
+from workstation.settings import Settings
+from workstation.store import LocalStore, StoredInstance
+
+log = logging.getLogger(__name__)
+
+DEMO_NODE = "DEMO"
+JOB_FILE = "jobs.sqlite"
+#: Seconds the queue gets on quit to cancel running retrieves before we stop waiting.
+SHUTDOWN_TIMEOUT = 10.0
+
+JobListener = Callable[[RetrieveJob], None]
+StoreListener = Callable[[list[StoredInstance]], None]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Session:
+    """The running services of one window. Listeners are called on worker threads."""
+
+    settings: Settings
+    store: LocalStore
+    scp: StorageServer
+    queue: RetrieveQueue
+    #: "WORKSTATION@11113 listening", or why the SCP is not listening.
+    scp_status: str
+    demo_requested: bool = False
+    demo: DemoArchive | None = None
+    #: Nodes that exist only in this session (the demo archive): never saved.
+    session_nodes: dict[str, RemoteNode] = field(default_factory=dict)
+    _job_listeners: list[JobListener] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+    @classmethod
+    def open(cls, *, demo: bool = False, settings: Settings | None = None) -> Session:
+        """Open the store, start the SCP (never fatal) and load the queue."""
+        prefs = settings if settings is not None else settings_module.load()
+        store = LocalStore(prefs.store_dir)
+        try:
+            scp, status = _start_scp(prefs, store, demo)
+            queue_holder: list[Session] = []
+
+            def on_change(job: RetrieveJob) -> None:
+                if queue_holder:
+                    queue_holder[0]._dispatch(job)
+
+            queue = RetrieveQueue(
+                store,
+                scp,
+                db_path=settings_module.config_dir() / JOB_FILE,
+                per_node_limit=prefs.retrieves_per_node,
+                idle_timeout=prefs.retrieve_idle_timeout,
+                on_change=on_change,
+                resume=False,  # resumed by the window once it listens (see resume_jobs)
+                calling_aet=prefs.ae_title,
+            )
+        except BaseException:
+            store.close()
+            raise
+        session = cls(prefs, store, scp, queue, status, demo_requested=demo)
+        queue_holder.append(session)
+        return session
+
+    # -- nodes -----------------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> dict[str, RemoteNode]:
+        """Saved nodes plus this session's (the demo), by name."""
+        return {**self.settings.nodes, **self.session_nodes}
+
+    def node(self, name: str) -> RemoteNode | None:
+        return self.nodes.get(name)
+
+    def start_demo(self) -> RemoteNode:
+        """Start the demo archive (blocking, ~1 s: run it in a worker) and add node DEMO.
+
+        The archive learns our AE as a C-MOVE destination on 127.0.0.1 and our SCP's port;
+        when the SCP could not start, the node retrieves by C-GET instead.
+        """
+        archive = demo_archive(port=0).start()
+        method = RetrieveMethod.MOVE if self.scp.running else RetrieveMethod.GET
+        if self.scp.running:
+            archive.add_destination(self.scp.ae_title, "127.0.0.1", self.scp.port)
+        node = archive.node.with_options(name=DEMO_NODE, retrieve_method=method)
+        with self._lock:
+            if self.closed:
+                archive.stop()
+                raise RuntimeError("the session closed while the demo archive started")
+            self.demo = archive
+            self.session_nodes[DEMO_NODE] = node
+        log.info("demo archive ready as node %s (%s)", DEMO_NODE, node)
+        return node
+
+    # -- listeners -------------------------------------------------------------------------
+
+    def add_job_listener(self, callback: JobListener) -> None:
+        """``callback(job)`` for every queue change, on the queue's notifier thread."""
+        with self._lock:
+            self._job_listeners.append(callback)
+
+    def remove_job_listener(self, callback: JobListener) -> None:
+        with self._lock:
+            if callback in self._job_listeners:
+                self._job_listeners.remove(callback)
+
+    def _dispatch(self, job: RetrieveJob) -> None:
+        with self._lock:
+            listeners = list(self._job_listeners)
+        for callback in listeners:
+            callback(job)
+
+    def resume_jobs(self) -> None:
+        """Start the retrieves interrupted at the last exit (call once the window listens)."""
+        self.queue.resume()
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the queue (running jobs persist as queued), the demo, the SCP, the store."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self._job_listeners.clear()
+        try:
+            self.queue.shutdown(wait=True, cancel_running=True, timeout=SHUTDOWN_TIMEOUT)
+        except Exception:
+            log.exception("the retrieve queue did not shut down cleanly")
+        if self.demo is not None:
+            self.demo.stop()
+        try:
+            self.scp.stop()
+        except Exception:
+            log.exception("the storage SCP did not stop cleanly")
+        self.store.close()
+        log.info("session closed")
+
+
+def _start_scp(prefs: Settings, store: LocalStore, demo: bool) -> tuple[StorageServer, str]:
+    """Start our storage SCP; in demo mode fall back to a free port when ours is taken."""
+    local = prefs.local_ae
+    scp = StorageServer(local, store, allowed_callers=prefs.allowed_callers)
+    try:
+        scp.start()
+    except PortInUse as exc:
+        if not demo:
+            log.warning("storage SCP not started: %s", exc)
+            return scp, str(exc)
+        fallback = LocalAE(local.ae_title, _free_port(), "127.0.0.1")
+        log.warning("port %d is taken; the demo uses port %d", local.port, fallback.port)
+        scp = StorageServer(fallback, store, allowed_callers=prefs.allowed_callers)
+        scp.start()
+    return scp, f"{scp.ae_title}@{scp.port} listening"

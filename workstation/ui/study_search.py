@@ -1,0 +1,224 @@
+"""Runs a study search on one or several nodes and streams the matches into the study table.
+
+Each (node, query) pair is one background task that iterates :func:`workstation.find` and
+pushes every accepted :class:`StudyRow` into a :class:`BatchBuffer`; the buffer hands them to
+the model at most ~10 times a second, so the first studies show while the PACS still answers.
+Rows from an older search are dropped by generation number. Stop cancels every task (C-CANCEL,
+then abort after a grace period, in :mod:`workstation.dimse.find`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from workstation.dimse.find import find
+from workstation.nodes import RemoteNode
+from workstation.query import Query
+from workstation.results import StudyRow
+from workstation.ui.criteria import SearchCriteria
+from workstation.ui.study_model import StudyTableModel
+from workstation.ui.tasks import Task, TaskContext, TaskRunner, describe_error
+from workstation.ui.throttle import BatchBuffer
+
+log = logging.getLogger(__name__)
+
+#: Matches one query may return before it is stopped (C-CANCEL) and the user asked to refine.
+MAX_MATCHES_PER_QUERY = 5000
+
+
+@dataclass
+class NodeOutcome:
+    """How one node answered the current search."""
+
+    name: str
+    queries_left: int
+    matches: int = 0
+    limited: bool = False
+    error: str = ""
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        if self.error:
+            return f"{self.name}: failed"
+        text = f"{self.name}: {self.matches}"
+        return text + " (limit reached)" if self.limited else text
+
+
+@dataclass
+class _Search:
+    generation: int
+    criteria: SearchCriteria
+    started: float
+    nodes: dict[str, NodeOutcome] = field(default_factory=dict)
+    tasks: list[Task[Any]] = field(default_factory=list)
+    stopped: bool = False
+
+    @property
+    def running(self) -> bool:
+        return any(n.queries_left for n in self.nodes.values())
+
+
+class StudySearch(QObject):
+    """Owns the searches of the window: start, stop, stream into ``model``, report status."""
+
+    started = Signal()
+    #: Status text, e.g. "37 studies in 0.8 s — searching…".
+    status_changed = Signal(str)
+    #: The search ended (all nodes answered, failed or were stopped); the final status text.
+    finished = Signal(str)
+    #: (node name, message) when a node fails.
+    node_failed = Signal(str, str)
+    #: New study UIDs were added to the model (for the local-store lookup).
+    rows_added = Signal(list)
+
+    def __init__(
+        self,
+        model: StudyTableModel,
+        runner: TaskRunner,
+        calling_aet: Callable[[], str],
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.runner = runner
+        self._calling_aet = calling_aet
+        self._generation = 0
+        self._current: _Search | None = None
+        self.buffer = BatchBuffer(self._add_rows, parent=self)
+        self._ticker = QTimer(self)
+        self._ticker.setInterval(250)
+        self._ticker.timeout.connect(self._emit_status)
+
+    @property
+    def running(self) -> bool:
+        return self._current is not None and self._current.running
+
+    def start(self, criteria: SearchCriteria, nodes: list[RemoteNode]) -> None:
+        """Stop any running search, empty the table and ask every node in ``nodes``."""
+        self.stop(quiet=True)
+        self._generation += 1
+        self.buffer.clear()
+        self.model.clear()
+        queries = criteria.queries()
+        search = _Search(self._generation, criteria, time.monotonic())
+        self._current = search
+        log.info("searching %s for %s", ", ".join(n.label for n in nodes), criteria.describe())
+        for node in nodes:
+            search.nodes[node.label] = NodeOutcome(node.label, len(queries))
+            for query in queries:
+                search.tasks.append(self._run_query(search, node, query))
+        self._ticker.start()
+        self.started.emit()
+        self._emit_status()
+
+    def stop(self, *, quiet: bool = False) -> None:
+        """Stop every query of the running search (the rows found so far stay)."""
+        search = self._current
+        if search is None or not search.running:
+            return
+        search.stopped = True
+        for task in search.tasks:
+            task.cancel()
+        if not quiet:
+            log.info("search stopped by the user")
+            self._emit_status()
+
+    # -- the worker side -----------------------------------------------------------------------
+
+    def _run_query(self, search: _Search, node: RemoteNode, query: Query) -> Task[Any]:
+        criteria = search.criteria
+        generation = search.generation
+        aet = self._calling_aet()
+        buffer = self.buffer
+
+        def work(context: TaskContext) -> tuple[int, bool]:
+            results = find(
+                node, query, calling_aet=aet, limit=MAX_MATCHES_PER_QUERY, cancel=context.cancel
+            )
+            accepted = 0
+            for ds in results:
+                row = StudyRow.from_dataset(ds, node.label)
+                if row.study_uid and criteria.accepts(row):
+                    accepted += 1
+                    buffer.push((generation, row))
+            return accepted, results.limited
+
+        return self.runner.run(
+            work,
+            title=f"Search on {node.label}",
+            success=lambda result: self._query_done(search, node, result, ""),
+            failure=lambda exc: self._query_done(search, node, (0, False), describe_error(exc)),
+        )
+
+    # -- the GUI side ----------------------------------------------------------------------------
+
+    def _add_rows(self, items: list[tuple[int, StudyRow]]) -> None:
+        rows = [row for generation, row in items if generation == self._generation]
+        if not rows:
+            return
+        known = {row.study_uid for row in rows if self.model.position(row.study_uid) is not None}
+        self.model.upsert(rows)
+        fresh = list(dict.fromkeys(r.study_uid for r in rows if r.study_uid not in known))
+        if fresh:
+            self.rows_added.emit(fresh)
+        self._emit_status()
+
+    def _query_done(
+        self, search: _Search, node: RemoteNode, result: tuple[int, bool], error: str
+    ) -> None:
+        outcome = search.nodes[node.label]
+        outcome.queries_left -= 1
+        outcome.matches += result[0]
+        outcome.limited = outcome.limited or result[1]
+        outcome.seconds = time.monotonic() - search.started
+        if error and not outcome.error:
+            outcome.error = error
+            if search.generation == self._generation:
+                self.node_failed.emit(node.label, error)
+        if search.generation != self._generation or search.running:
+            return
+        self.buffer.flush()
+        self._ticker.stop()
+        text = self.status_text()
+        log.info("search finished: %s", text)
+        self.finished.emit(text)
+        self.status_changed.emit(text)
+
+    def status_text(self) -> str:
+        """Text like "37 studies in 0.8 s — searching…", with per-node notes when it matters."""
+        search = self._current
+        if search is None:
+            return "Ready"
+        count = self.model.rowCount()
+        seconds = time.monotonic() - search.started
+        if not search.running:
+            seconds = max((n.seconds for n in search.nodes.values()), default=seconds)
+        noun = "study" if count == 1 else "studies"
+        text = f"{count} {noun} in {seconds:.1f} s"
+        if search.running:
+            text += " — stopping…" if search.stopped else " — searching…"
+        elif search.stopped:
+            text += " — stopped"
+        notes = []
+        for outcome in search.nodes.values():
+            if outcome.error:
+                notes.append(f"{outcome.name} failed: {outcome.error}")
+            elif outcome.limited:
+                notes.append(f"{outcome.name}: limit reached, refine the search")
+        if len(search.nodes) > 1 and not notes:
+            notes = [str(n) for n in search.nodes.values()]
+        return f"{text} ({'; '.join(notes)})" if notes else text
+
+    def _emit_status(self) -> None:
+        self.status_changed.emit(self.status_text())
+
+    def close(self) -> None:
+        self.stop(quiet=True)
+        self._ticker.stop()
+        self.buffer.close()
