@@ -378,3 +378,19 @@ def demo_with_big_study() -> DemoArchive:
         columns=64,
     )
     return DemoArchive(archive, ae_title="DEMO", port=0)
+
+
+def test_a_second_storage_server_on_the_same_port_shares_the_first(
+    orthanc, scp, store, archive: Archive, store_port: int
+) -> None:  # type: ignore[no-untyped-def]
+    """The API uses a storage SCP already running in this process instead of binding twice."""
+    study = archive.studies[8]
+    second = ws.StorageServer(ws.LocalAE("WORKSTATION", store_port, LOOPBACK), store)
+    with second:
+        assert second.running and second.port == scp.port
+        outcome = ws.move(
+            orthanc.node, ws.Query.study(StudyInstanceUID=study.StudyInstanceUID), second
+        )
+    assert outcome.state is ws.RetrieveState.DONE, outcome.message
+    assert stored_uids(store) == archive.sop_instance_uids(study.StudyInstanceUID)
+    assert scp.running  # stopping the sharer leaves the owner listening

@@ -49,9 +49,13 @@ class RetrieveProgress:
     @property
     def fraction(self) -> float | None:
         """How far along, 0..1: from the PACS's counters, else from received/expected."""
-        if self.remaining is not None and self.completed is not None:
+        if self.completed is not None:
             done = self.completed + (self.failed or 0) + (self.warning or 0)
-            if done + self.remaining:
+            # The counters add up over the requests of a retrieve while ``remaining`` is the
+            # current request's: against the listing's total they never run backwards.
+            if self.expected:
+                return min(1.0, max(done, self.received) / self.expected)
+            if self.remaining is not None and done + self.remaining:
                 return done / (done + self.remaining)
         if self.expected:
             return min(1.0, self.received / self.expected)

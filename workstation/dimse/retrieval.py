@@ -265,7 +265,7 @@ class Retrieval:
                 and self.error is None
                 and self.stop_reason is None
                 and self.final is not None
-                and self.final.category is not Category.FAILURE
+                and self.final.category not in (Category.FAILURE, Category.CANCEL)
                 and self._still_expecting()
             ):
                 now = time.monotonic()

@@ -17,7 +17,7 @@ from pynetdicom import evt
 
 from workstation.dimse.association import VERIFICATION, make_ae
 from workstation.dimse.ports import program_on_port
-from workstation.errors import InvalidInput, PortInUse
+from workstation.errors import InvalidInput, PortInUse, StoreError
 from workstation.nodes import LocalAE
 from workstation.store import LocalStore, StoredInstance
 
@@ -59,7 +59,7 @@ class StoreSink:
         except InvalidInput as exc:
             log.warning("refused an instance from %s: %s", caller, exc)
             return CANNOT_UNDERSTAND
-        except OSError as exc:
+        except (OSError, StoreError) as exc:
             log.error("cannot write an instance from %s to the store: %s", caller, exc)
             return OUT_OF_RESOURCES
         with self._lock:
@@ -93,6 +93,8 @@ class StorageServer(StoreSink):
         self.allowed_callers = list(allowed_callers)
         self._server: Any = None
         self._ae: Any = None
+        self._start_lock = threading.Lock()
+        self._shared: StorageServer | None = None
 
     @property
     def ae_title(self) -> str:
@@ -100,13 +102,20 @@ class StorageServer(StoreSink):
 
     @property
     def port(self) -> int:
+        if self._shared is not None:
+            return self._shared.port
         if self._server is None:
             return self.local.port
         return int(self._server.server_address[1])
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return self._server is not None or self._shared is not None
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        if self._shared is not None:
+            return self._shared.subscribe(callback)
+        return super().subscribe(callback)
 
     @classmethod
     def running_on(cls, port: int) -> StorageServer | None:
@@ -114,8 +123,24 @@ class StorageServer(StoreSink):
             return _running.get(port)
 
     def start(self) -> StorageServer:
-        if self._server is not None:
-            return self
+        """Listen; safe to call from several threads (retrieves starting together).
+
+        If a storage SCP of this process already listens on the port (the window's, say),
+        this one shares it rather than binding the port twice: arrivals are then written by
+        that server into its store.
+        """
+        with self._start_lock:
+            if self.running:
+                return self
+            other = StorageServer.running_on(self.local.port) if self.local.port else None
+            if other is not None:
+                log.info("sharing the storage SCP already listening on port %d", other.port)
+                self._shared = other
+            else:
+                self._start()
+        return self
+
+    def _start(self) -> None:
         ae = make_ae(self.local.ae_title)
         ae.add_supported_context(VERIFICATION)
         ae.require_calling_aet = self.allowed_callers
@@ -143,11 +168,14 @@ class StorageServer(StoreSink):
         with _running_lock:
             _running[self.port] = self
         log.info("storage SCP %s listening on port %d", self.ae_title, self.port)
-        return self
 
     def stop(self) -> None:
-        if self._server is None:
-            return
+        with self._start_lock:
+            self._shared = None
+            if self._server is not None:
+                self._stop()
+
+    def _stop(self) -> None:
         with _running_lock:
             _running.pop(self.port, None)
         self._server.shutdown()
