@@ -6,6 +6,7 @@ PACS holds for the request, and that each stored instance equals the PACS's (pix
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -200,7 +201,6 @@ def test_cli_move_and_get(
         config=tmp_path / "cfg",
     )
     assert moved.returncode == 0, moved.stderr + moved.stdout
-    import json
 
     outcome = json.loads(moved.stdout)
     assert outcome["state"] == "done" and outcome["received"] == study.number_of_instances
@@ -351,8 +351,12 @@ def test_killed_retrieve_leaves_no_partial_file_and_retry_completes(tmp_path: Pa
             ds = dcmread(path)
             assert ds.PixelData == dcmread_bytes(demo.part10(ds.SOPInstanceUID)).PixelData
         demo.delay_per_instance = 0
-        rerun = run_cli(*args, config=tmp_path / "cfg")
+        rerun = run_cli(*args, "--only-missing", "--json", config=tmp_path / "cfg")
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        resumed = json.loads(rerun.stdout)
+        # The rerun asked only for what the killed one had not stored.
+        assert resumed["already_stored"] == len(visible)
+        assert resumed["received"] == study.number_of_instances - len(visible)
         with ws.LocalStore(target) as check:
             assert check.instance_uids() == {
                 i.SOPInstanceUID for s in study.series for i in s.instances
@@ -394,3 +398,21 @@ def test_a_second_storage_server_on_the_same_port_shares_the_first(
     assert outcome.state is ws.RetrieveState.DONE, outcome.message
     assert stored_uids(store) == archive.sop_instance_uids(study.StudyInstanceUID)
     assert scp.running  # stopping the sharer leaves the owner listening
+
+
+def test_only_missing_asks_for_what_the_store_lacks(orthanc, scp, store, archive: Archive) -> None:  # type: ignore[no-untyped-def]
+    study = archive.studies[11]
+    first_series = study.series[0]
+    query = ws.Query.series(
+        StudyInstanceUID=study.StudyInstanceUID, SeriesInstanceUID=first_series.SeriesInstanceUID
+    )
+    assert ws.move(orthanc.node, query, scp).state is ws.RetrieveState.DONE
+    whole = ws.Query.study(StudyInstanceUID=study.StudyInstanceUID)
+    outcome = ws.move(orthanc.node, whole, scp, only_missing=True)
+    assert outcome.state is ws.RetrieveState.DONE, outcome.message
+    assert outcome.already_stored == len(first_series.instances)
+    assert outcome.received == study.number_of_instances - len(first_series.instances)
+    assert stored_uids(store) == orthanc.instance_uids(study.StudyInstanceUID)
+    again = ws.move(orthanc.node, whole, scp, only_missing=True)
+    assert again.state is ws.RetrieveState.DONE and again.received == 0
+    assert again.already_stored == study.number_of_instances

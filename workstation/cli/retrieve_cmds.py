@@ -56,6 +56,11 @@ def add_retrieve_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         help="give up after S seconds in all (default: no limit)",
     )
     parser.add_argument(
+        "--only-missing",
+        action="store_true",
+        help="leave out instances the local store already holds (resume an interrupted one)",
+    )
+    parser.add_argument(
         "--no-check",
         action="store_true",
         help="skip the C-FIND listing (no completion check; the query must hold the UIDs)",
@@ -142,6 +147,7 @@ def run_retrieve(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout or settings.retrieve_idle_timeout,
         total_timeout=args.total_timeout,
         check=not args.no_check,
+        only_missing=args.only_missing,
     )
     # Ctrl+C cancels the retrieve (C-CANCEL, then abort) and still prints what arrived.
     previous = signal.signal(signal.SIGINT, lambda signum, frame: token.cancel())

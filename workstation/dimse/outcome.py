@@ -95,6 +95,8 @@ class RetrieveOutcome:
     seconds: float
     bytes: int
     instances: tuple[ExpectedInstance, ...] = field(default=(), repr=False)
+    #: Listed instances not asked for because the store already held them (only_missing).
+    already_stored: int = 0
 
     @property
     def ok(self) -> bool:

@@ -76,6 +76,8 @@ class Retrieval:
         self.msg_id = 0
         self.done = False
         self.move_destination = ""
+        #: Listed instances left out because the store already held them (only_missing).
+        self.already_stored = 0
         self.cancel_grace = 3.0
 
     # -- arrivals (association threads) -------------------------------------------------------
@@ -334,6 +336,7 @@ class Retrieval:
                 seconds=seconds,
                 bytes=self.bytes,
                 instances=tuple(expected.values()) if expected is not None else (),
+                already_stored=self.already_stored,
             )
 
     def _message(
@@ -350,6 +353,8 @@ class Retrieval:
         noun = "instance" if received == 1 else "instances"
         rate = f" ({format_rate(self.bytes, seconds)})" if seconds > 0 and self.bytes else ""
         got = f"received {received}{of} {noun} in {seconds:.1f} s{rate}"
+        if self.already_stored:
+            got += f" ({self.already_stored} already in the local store)"
         if final is not None and final.code == 0xA801:
             return (
                 f"the PACS does not know AE {self.move_destination} as a move destination; "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -85,18 +86,37 @@ def _plan(node: RemoteNode, query: Query, calling_aet: str, check: bool) -> Retr
     return RetrievePlan(requests, instances)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What to retrieve: a query, or the missing part of an earlier outcome."""
+
+    query: Query | None
+    retry_of: RetrieveOutcome | None
+    check: bool
+    expected: int | None
+    #: Leave out instances this store already holds (``only_missing=True``).
+    store: LocalStore | None
+
+
+def _leave_out_stored(plan: RetrievePlan, store: LocalStore) -> tuple[RetrievePlan, int]:
+    """The plan for what ``store`` does not hold yet, and how many it already holds."""
+    assert plan.instances is not None
+    held: set[str] = set()
+    for study in {i.study_uid for i in plan.instances}:
+        held |= store.instance_uids(study_uid=study)
+    remaining = tuple(i for i in plan.instances if i.sop_instance_uid not in held)
+    if len(remaining) == len(plan.instances):
+        return plan, 0
+    requests = requests_for_instances(remaining, Level.IMAGE, patient_root=False)
+    return RetrievePlan(requests, remaining), len(plan.instances) - len(remaining)
+
+
 def _prepare(
-    node: RemoteNode,
-    query: Query | None,
-    retry_of: RetrieveOutcome | None,
-    method: str,
-    calling_aet: str,
-    check: bool,
-    expected: int | None,
-    kwargs: dict[str, Any],
+    node: RemoteNode, method: str, calling_aet: str, request: _Request, kwargs: dict[str, Any]
 ) -> tuple[Retrieval, RetrievePlan, InformationModel]:
     retrieval = Retrieval(node, method, calling_aet=calling_aet, **kwargs)
     retrieval.cancel_grace = CANCEL_GRACE
+    query, retry_of, expected = request.query, request.retry_of, request.expected
     if retry_of is not None:
         instances = retry_of.missing_instances
         if not instances:
@@ -108,8 +128,12 @@ def _prepare(
         model = InformationModel.STUDY_ROOT
     else:
         assert query is not None
-        plan = _plan(node, query, calling_aet, check)
+        plan = _plan(node, query, calling_aet, request.check)
         model = query.model
+        if request.store is not None and plan.instances is not None:
+            plan, retrieval.already_stored = _leave_out_stored(plan, request.store)
+            if retrieval.already_stored:
+                model = InformationModel.STUDY_ROOT  # IMAGE-level requests, as for a retry
         if plan.instances is None and query.level is not None:
             key = query.level.unique_key
             retrieval.scope = (key, set((query.get(key) or "").split("\\")))
@@ -134,10 +158,12 @@ def move(
     check: bool = True,
     retry_of: RetrieveOutcome | None = None,
     expected: int | None = None,
+    only_missing: bool = False,
 ) -> RetrieveOutcome:
     """C-MOVE what ``query`` matches on ``node`` to our storage SCP ``scp`` (PS3.4 C.4.2).
 
     The move destination is ``scp``'s AE title; the PACS must know it with our host and port.
+    ``only_missing`` leaves out the listed instances ``scp``'s store already holds.
     Returns a :class:`RetrieveOutcome`; transport failures before anything was sent raise
     :class:`~workstation.errors.NetworkError`.
     """
@@ -150,7 +176,8 @@ def move(
         idle_timeout=idle_timeout,
         total_timeout=total_timeout,
     )
-    retrieval, plan, model = _prepare(node, query, retry_of, "move", aet, check, expected, kwargs)
+    request = _Request(query, retry_of, check, expected, scp.store if only_missing else None)
+    retrieval, plan, model = _prepare(node, "move", aet, request, kwargs)
     retrieval.move_destination = scp.ae_title
     retrieval.query_model = model.move_uid
     unsubscribe = scp.subscribe(retrieval.on_stored)
@@ -158,6 +185,8 @@ def move(
     try:
         if retrieval.token.cancelled:
             retrieval.cancel_sent = True
+            return retrieval.outcome()
+        if not plan.requests:  # everything is already in the store
             return retrieval.outcome()
         with associate(
             node, [(model.move_uid, None)], calling_aet=aet, dimse_timeout=None
@@ -204,11 +233,13 @@ def get(
     check: bool = True,
     retry_of: RetrieveOutcome | None = None,
     expected: int | None = None,
+    only_missing: bool = False,
 ) -> RetrieveOutcome:
     """C-GET what ``query`` matches on ``node`` into ``store`` on one association (C.4.3).
 
     Proposes storage contexts for the SOP classes the listing found (compressed transfer
     syntaxes too) with SCP role selection, within pynetdicom's 128-context limit.
+    ``only_missing`` leaves out the listed instances ``store`` already holds.
     """
     kwargs = dict(
         on_progress=on_progress,
@@ -216,9 +247,8 @@ def get(
         idle_timeout=idle_timeout,
         total_timeout=total_timeout,
     )
-    retrieval, plan, model = _prepare(
-        node, query, retry_of, "get", calling_aet, check, expected, kwargs
-    )
+    request = _Request(query, retry_of, check, expected, store if only_missing else None)
+    retrieval, plan, model = _prepare(node, "get", calling_aet, request, kwargs)
     retrieval.query_model = model.get_uid
     sink = StoreSink(store)
     sink.subscribe(retrieval.on_stored)
@@ -227,6 +257,8 @@ def get(
     try:
         if retrieval.token.cancelled:
             retrieval.cancel_sent = True
+            return retrieval.outcome()
+        if not plan.requests:  # everything is already in the store
             return retrieval.outcome()
         with associate(
             node,

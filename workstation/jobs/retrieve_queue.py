@@ -511,6 +511,8 @@ class RetrieveQueue:
             return dimse.retry(retry_of, target, **options)
         # The caller's count (from its C-FIND) serves only when the PACS cannot list.
         options["expected"] = job.expected
+        # A resumed or repeated job asks only for what the store does not hold yet.
+        options["only_missing"] = True
         if move and self._scp is not None:
             return dimse.move(job.node, request_query(job), self._scp, **options)
         return dimse.get(job.node, request_query(job), self._store, **options)
