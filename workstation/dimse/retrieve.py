@@ -145,6 +145,14 @@ def _prepare(
     return retrieval, plan, model
 
 
+def _nothing_to_send(retrieval: Retrieval, plan: RetrievePlan) -> bool:
+    """Cancelled before it began, or everything is already in the store (only_missing)."""
+    if retrieval.token.cancelled:
+        retrieval.cancel_sent = True
+        return True
+    return not plan.requests
+
+
 def move(
     node: RemoteNode,
     query: Query | None,
@@ -183,10 +191,7 @@ def move(
     unsubscribe = scp.subscribe(retrieval.on_stored)
     hint = f"port {scp.port}"
     try:
-        if retrieval.token.cancelled:
-            retrieval.cancel_sent = True
-            return retrieval.outcome()
-        if not plan.requests:  # everything is already in the store
+        if _nothing_to_send(retrieval, plan):
             return retrieval.outcome()
         with associate(
             node, [(model.move_uid, None)], calling_aet=aet, dimse_timeout=None
@@ -255,10 +260,7 @@ def get(
     contexts = _get_contexts(model, plan.sop_classes)
     roles = [build_role(UID(uid), scp_role=True) for uid, _ in contexts[1:]]
     try:
-        if retrieval.token.cancelled:
-            retrieval.cancel_sent = True
-            return retrieval.outcome()
-        if not plan.requests:  # everything is already in the store
+        if _nothing_to_send(retrieval, plan):
             return retrieval.outcome()
         with associate(
             node,
