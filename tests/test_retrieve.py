@@ -416,3 +416,20 @@ def test_only_missing_asks_for_what_the_store_lacks(orthanc, scp, store, archive
     again = ws.move(orthanc.node, whole, scp, only_missing=True)
     assert again.state is ws.RetrieveState.DONE and again.received == 0
     assert again.already_stored == study.number_of_instances
+
+
+def test_no_patient_data_in_logs_at_info(
+    orthanc, scp, store, archive: Archive, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    """Names, IDs and birth dates stay out of the log at INFO and above (pynetdicom's too)."""
+    import logging
+
+    study = archive.studies[0]
+    caplog.set_level(logging.INFO)
+    list(ws.find(orthanc.node, ws.Query.study(PatientName="Müller*")))
+    ws.move(orthanc.node, ws.Query.study(PatientID=study.PatientID), scp)
+    ws.get(orthanc.node, ws.Query.study(StudyInstanceUID=study.StudyInstanceUID), store)
+    text = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
+    assert caplog.records  # something was logged, so the check means something
+    for secret in (study.PatientName, "Müller", study.PatientID, study.PatientBirthDate):
+        assert secret not in text
