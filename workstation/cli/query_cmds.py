@@ -8,7 +8,7 @@ import sys
 from pydicom.dataset import Dataset
 
 from workstation import settings as settings_mod
-from workstation.cli.output import CsvWriter, write_json_line, write_table
+from workstation.cli.output import CsvWriter, Flusher, write_json_line, write_table
 from workstation.dimse.echo import echo
 from workstation.dimse.find import find
 from workstation.nodes import RemoteNode
@@ -109,13 +109,16 @@ def run_find(args: argparse.Namespace) -> int:
     query = build_query(args, defaults=not args.no_default_keys)
     results = find(node, query, calling_aet=aet, limit=args.limit)
     rows: list[Dataset] = []
+    flush = Flusher(sys.stdout)
     if args.json:
         for ds in results:
             write_json_line(ds)
+            flush()
     elif args.csv:
         writer = CsvWriter()
         for ds in results:
             writer.write(ds)
+            flush()
     else:
         rows = list(results)
         write_table(rows)

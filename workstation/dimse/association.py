@@ -58,6 +58,9 @@ def tune_pynetdicom() -> None:
             return
         _config.LOG_REQUEST_IDENTIFIERS = False
         _config.LOG_RESPONSE_IDENTIFIERS = False
+        # pynetdicom's "standard" handlers summarise every PDU and DIMSE message whatever the
+        # log level; ``workstation -vv`` turns them back on (see verbose_dimse_logging).
+        _config.LOG_HANDLER_LEVEL = "none"
         _config.USE_SHORT_DIMSE_AET = True
         # Our storage SCP (and C-GET) accepts every storage SOP class, private ones too, in
         # any transfer syntax offered. It is process-wide in pynetdicom, so it is set here.
@@ -80,6 +83,12 @@ def tune_pynetdicom() -> None:
         AssociationSocket._create_socket = _create_socket  # type: ignore[method-assign]
         AssociationServer.get_request = _get_request  # type: ignore[method-assign]
         _tuned = True
+
+
+def verbose_dimse_logging() -> None:
+    """Let pynetdicom log every PDU and DIMSE message (at DEBUG), for troubleshooting."""
+    tune_pynetdicom()
+    _config.LOG_HANDLER_LEVEL = "standard"
 
 
 Context = tuple[str, Sequence[str] | None]
