@@ -67,6 +67,7 @@ class MainWindow(QMainWindow):
         self.search = StudySearch(self.study_model, self.runner, lambda: session.settings.ae_title)
         self.query_panel = QueryPanel()
         self.study_view = StudyView(self.study_model)
+        self.search.gate.watch_paints(self.study_view.table.viewport())
         self.series_panel = SeriesPanel(self.runner, session.store, session.settings.ae_title)
         self.queue_view = QueueView(session.queue, self.runner)
         self.store_browser = StoreBrowser(session.store, self.runner)

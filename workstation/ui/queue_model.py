@@ -84,6 +84,7 @@ class QueueTableModel(RowTableModel[RetrieveJob, QueueColumn]):
 
     columns = tuple(QueueColumn)
     numeric = frozenset({QueueColumn.COUNT})
+    styled = frozenset({QueueColumn.STATE})
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)

@@ -19,13 +19,13 @@ from PySide6.QtWidgets import (
     QStyledItemDelegate,
     QStyleOptionProgressBar,
     QStyleOptionViewItem,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
 from workstation.jobs import JobState, RetrieveJob, RetrieveQueue
 from workstation.ui.queue_model import PROGRESS_ROLE, QueueColumn, QueueTableModel
+from workstation.ui.table_view import TableView
 from workstation.ui.tasks import TaskRunner
 from workstation.ui.throttle import BatchBuffer
 
@@ -76,7 +76,7 @@ class QueueView(QWidget):
         self.runner = runner
         self.model = QueueTableModel(self)
         self.buffer = BatchBuffer(self._apply, parent=self)
-        self.table = QTableView()
+        self.table = TableView()
         self.table.setModel(self.model)
         self.table.setObjectName("queueTable")
         self.table.setItemDelegateForColumn(

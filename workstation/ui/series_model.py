@@ -27,6 +27,7 @@ class SeriesTableModel(RowTableModel[SeriesRow, SeriesColumn]):
 
     columns = tuple(SeriesColumn)
     numeric = frozenset({SeriesColumn.NUMBER, SeriesColumn.INSTANCES, SeriesColumn.LOCAL})
+    styled: frozenset[SeriesColumn] = frozenset()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)

@@ -9,7 +9,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
     QLabel,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -20,6 +19,7 @@ from workstation.query import Query
 from workstation.results import SeriesRow
 from workstation.store import LocalStore
 from workstation.ui.series_model import SeriesColumn, SeriesTableModel
+from workstation.ui.table_view import TableView
 from workstation.ui.tasks import Task, TaskContext, TaskRunner, describe_error
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class SeriesPanel(QWidget):
         self.calling_aet = calling_aet
         self.model = SeriesTableModel(self)
         self.title = QLabel("Series: select a study")
-        self.table = QTableView()
+        self.table = TableView()
         self.table.setObjectName("seriesTable")
         self.table.setModel(self.model)
         self.table.setSortingEnabled(True)

@@ -2,10 +2,12 @@
 
 Reads are SQLite queries on the GUI thread: a few milliseconds for ten thousand studies, as
 the filter keeps every study in a :class:`~workstation.ui.store_model.StudyCache` that only
-re-reads studies that changed. Deletions remove files, so they run through the window's
+re-reads studies that changed. The preview's instance list (a thousand rows for a big series)
+is read in a worker. Deletions remove files, so they run through the window's
 :class:`~workstation.ui.tasks.TaskRunner`. New instances arrive through
 :meth:`StoreBrowser.notify_stored`, which coalesces them into at most one refresh every
-:data:`REFRESH_INTERVAL_MS`.
+:data:`REFRESH_INTERVAL_MS`, and none while the browser is hidden (another tab): it catches up
+when shown.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from PySide6.QtCore import (
     QUrl,
     Signal,
 )
-from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
+from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -58,6 +60,7 @@ from workstation.ui.store_model import (
     series_deletion_question,
     study_deletion_question,
 )
+from workstation.ui.table_view import TableView
 from workstation.ui.tasks import TaskRunner, describe_error
 
 log = logging.getLogger(__name__)
@@ -83,7 +86,7 @@ def _pane(title: str, view: QWidget) -> QWidget:
 def _table(
     model: EntryTableModel[Any, Any], stretch: int, sort: int, order: Qt.SortOrder
 ) -> QTableView:
-    view = QTableView()
+    view = TableView()
     view.setModel(model)  # the model sorts itself: a proxy would call data() per comparison
     view.setSortingEnabled(True)
     view.sortByColumn(sort, order)
@@ -190,10 +193,16 @@ class StoreBrowser(QWidget):
     # -- public API --------------------------------------------------------------------------
 
     def notify_stored(self, records: Sequence[StoredInstance]) -> None:
-        """New instances were indexed; call on the GUI thread. Refreshes are throttled."""
+        """New instances were indexed; call on the GUI thread. Refreshes are throttled, and
+        wait until the browser is shown (each one reads the index on the GUI thread)."""
         self._stale_studies.update(r.study_uid for r in records)
-        if records and not self._refresh_timer.isActive():
+        if records and self.isVisible() and not self._refresh_timer.isActive():
             self._refresh_timer.start()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._stale_studies and not self._refresh_timer.isActive():
+            self._refresh_timer.start(0)
 
     def refresh(self) -> None:
         """Reload the three lists from the index, keeping the selection where it still exists."""
@@ -311,17 +320,25 @@ class StoreBrowser(QWidget):
         if series is None:
             self.preview.clear(EMPTY_STORE if empty else NO_IMAGE)
             return
-        instances = self._store.index.instances(series_uid=series.series_uid)
-        if not instances:
-            self.preview.show_file(None)
-            return
-        middle = len(instances) // 2
-        caption = f"Image {middle + 1} of {len(instances)}"
-        try:
-            path = resolve_in_root(self._store.root, instances[middle].path)
-            self.preview.show_file(path, caption=caption)
-        except InvalidInput as exc:
-            self.preview.clear(str(exc))
+        index, root, series_uid = self._store.index, self._store.root, series.series_uid
+
+        def middle_image(_context: object) -> tuple[Path | None, str]:
+            instances = index.instances(series_uid=series_uid)
+            if not instances:
+                return None, ""
+            middle = len(instances) // 2
+            path = resolve_in_root(root, instances[middle].path)  # InvalidInput: failure
+            return path, f"Image {middle + 1} of {len(instances)}"
+
+        def show(found: tuple[Path | None, str]) -> None:
+            if self._previewed == wanted:
+                self.preview.show_file(found[0], caption=found[1])
+
+        def failed(exc: BaseException) -> None:
+            if self._previewed == wanted:
+                self.preview.clear(describe_error(exc))
+
+        self._tasks.run(middle_image, title="Preview", success=show, failure=failed)
 
     def _update_actions(self) -> None:
         has_study = self.selected_study() is not None

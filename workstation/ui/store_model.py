@@ -166,6 +166,8 @@ class EntryTableModel(RowTableModel[E, C]):
     case-insensitively, numbers as numbers.
     """
 
+    styled: frozenset[C] | None = frozenset()  # no fonts or colours
+
     def sort_key(self, row: E, column: C) -> Any:
         if column in self.numeric:
             text = self.display(row, column)

@@ -20,7 +20,7 @@ from workstation.results import (
     format_person_name,
     format_time,
 )
-from workstation.ui.table_model import RowTableModel
+from workstation.ui.table_model import Cells, RowTableModel
 
 
 class StudyColumn(Enum):
@@ -39,6 +39,7 @@ class StudyColumn(Enum):
     LOCAL = "Local"
 
 
+_LOCAL_COLUMN = list(StudyColumn).index(StudyColumn.LOCAL)
 _COMPLETE = QColor(0x1B, 0x7F, 0x3B)
 _PARTIAL = QColor(0xB3, 0x6B, 0x00)
 
@@ -48,6 +49,7 @@ class StudyTableModel(RowTableModel[StudyRow, StudyColumn]):
 
     columns = tuple(StudyColumn)
     numeric = frozenset({StudyColumn.SERIES, StudyColumn.INSTANCES})
+    styled = frozenset({StudyColumn.PATIENT_NAME, StudyColumn.LOCAL})
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -68,6 +70,15 @@ class StudyTableModel(RowTableModel[StudyRow, StudyColumn]):
 
     def presence(self, row: StudyRow) -> LocalPresence:
         return LocalPresence.of(self.local_count(row.study_uid), row.instance_count)
+
+    def prepared(self, row: StudyRow, cells: Cells) -> Cells:
+        """Redo the Local column of a row the search worker prepared, when the store's count
+        for it arrived in the meantime (a worker reads ``_local`` without the GUI thread)."""
+        if row.study_uid in self._local:
+            col = _LOCAL_COLUMN
+            cells[0][col] = self.display(row, StudyColumn.LOCAL)
+            cells[1][col] = self.sort_key(row, StudyColumn.LOCAL)
+        return cells
 
     def set_local_counts(self, counts: dict[str, int], *, replace_all: bool = False) -> None:
         """Update how many instances of each study the store holds; repaint the Local column."""

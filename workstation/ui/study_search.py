@@ -1,10 +1,13 @@
 """Runs a study search on one or several nodes and streams the matches into the study table.
 
 Each (node, query) pair is one background task that iterates :func:`workstation.find` and
-pushes every accepted :class:`StudyRow` into a :class:`BatchBuffer`; the buffer hands them to
-the model at most ~10 times a second, so the first studies show while the PACS still answers.
-Rows from an older search are dropped by generation number. Stop cancels every task (C-CANCEL,
-then abort after a grace period, in :mod:`workstation.dimse.find`).
+pushes every accepted :class:`StudyRow`, with its cells already formatted (the per-row work is
+done in the worker, not on the GUI thread), into a :class:`BatchBuffer`; the buffer hands them
+to the model at most ~10 times a second and at most :data:`MAX_ROWS_PER_FLUSH` at a time, so
+the first studies show while the PACS still answers and no flush freezes the window. The
+search is finished once every node answered and the buffer is drained. Rows from an older
+search are dropped by generation number. Stop cancels every task (C-CANCEL, then abort after a
+grace period, in :mod:`workstation.dimse.find`).
 """
 
 from __future__ import annotations
@@ -17,19 +20,23 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from workstation.dimse.find import find
 from workstation.nodes import RemoteNode
 from workstation.query import Query
 from workstation.results import StudyRow
 from workstation.ui.criteria import SearchCriteria
+from workstation.ui.find_process import FindOutcome, FindProcess
 from workstation.ui.study_model import StudyTableModel
+from workstation.ui.table_model import Cells
 from workstation.ui.tasks import Task, TaskContext, TaskRunner, describe_error
 from workstation.ui.throttle import BatchBuffer
+from workstation.ui.worker_gate import MAX_HOLD_MS, WorkerGate
 
 log = logging.getLogger(__name__)
 
 #: Matches one query may return before it is stopped (C-CANCEL) and the user asked to refine.
 MAX_MATCHES_PER_QUERY = 5000
+#: Rows added to the table per flush (~10 a second): each flush stays well under 15 ms.
+MAX_ROWS_PER_FLUSH = 500
 
 
 @dataclass
@@ -58,6 +65,8 @@ class _Search:
     nodes: dict[str, NodeOutcome] = field(default_factory=dict)
     tasks: list[Task[Any]] = field(default_factory=list)
     stopped: bool = False
+    #: Every node answered; ``finished`` is emitted once the buffer is drained.
+    draining: bool = False
 
     @property
     def running(self) -> bool:
@@ -90,7 +99,10 @@ class StudySearch(QObject):
         self._calling_aet = calling_aet
         self._generation = 0
         self._current: _Search | None = None
-        self.buffer = BatchBuffer(self._add_rows, parent=self)
+        self.buffer = BatchBuffer(self._add_rows, max_items=MAX_ROWS_PER_FLUSH, parent=self)
+        #: Search workers wait at this gate while the window paints the results or adds rows.
+        self.gate = WorkerGate(self)
+        self.finder = FindProcess()
         self._ticker = QTimer(self)
         self._ticker.setInterval(250)
         self._ticker.timeout.connect(self._emit_status)
@@ -136,18 +148,27 @@ class StudySearch(QObject):
         generation = search.generation
         aet = self._calling_aet()
         buffer = self.buffer
+        gate = self.gate
+        make_cells = self.model.make_cells  # reads no Qt object: safe in the worker
 
         def work(context: TaskContext) -> tuple[int, bool]:
-            results = find(
-                node, query, calling_aet=aet, limit=MAX_MATCHES_PER_QUERY, cancel=context.cancel
+            outcome = FindOutcome()
+            batches = self.finder.study_rows(
+                node,
+                query,
+                calling_aet=aet,
+                limit=MAX_MATCHES_PER_QUERY,
+                cancel=context.cancel,
+                outcome=outcome,
             )
             accepted = 0
-            for ds in results:
-                row = StudyRow.from_dataset(ds, node.label)
-                if row.study_uid and criteria.accepts(row):
-                    accepted += 1
-                    buffer.push((generation, row))
-            return accepted, results.limited
+            for rows in batches:
+                for row in rows:
+                    gate.wait()
+                    if row.study_uid and criteria.accepts(row):
+                        accepted += 1
+                        buffer.push((generation, row, make_cells(row)))
+            return accepted, outcome.limited
 
         return self.runner.run(
             work,
@@ -158,16 +179,24 @@ class StudySearch(QObject):
 
     # -- the GUI side ----------------------------------------------------------------------------
 
-    def _add_rows(self, items: list[tuple[int, StudyRow]]) -> None:
-        rows = [row for generation, row in items if generation == self._generation]
-        if not rows:
-            return
-        known = {row.study_uid for row in rows if self.model.position(row.study_uid) is not None}
-        self.model.upsert(rows)
-        fresh = list(dict.fromkeys(r.study_uid for r in rows if r.study_uid not in known))
-        if fresh:
-            self.rows_added.emit(fresh)
-        self._emit_status()
+    def _add_rows(self, items: list[tuple[int, StudyRow, Cells]]) -> None:
+        self.gate.hold(MAX_HOLD_MS)  # until the rows are painted
+        prepared = [
+            (row, cells) for generation, row, cells in items if generation == self._generation
+        ]
+        if prepared:
+            position = self.model.position
+            known = {row.study_uid for row, _ in prepared if position(row.study_uid) is not None}
+            self.model.upsert_prepared(prepared)
+            uids = (row.study_uid for row, _ in prepared)
+            fresh = list(dict.fromkeys(uid for uid in uids if uid not in known))
+            if fresh:
+                self.rows_added.emit(fresh)
+        search = self._current
+        if search is not None and search.draining and not self.buffer.pending:
+            self._finish(search)
+        elif prepared:
+            self._emit_status()
 
     def _query_done(
         self, search: _Search, node: RemoteNode, result: tuple[int, bool], error: str
@@ -183,7 +212,13 @@ class StudySearch(QObject):
                 self.node_failed.emit(node.label, error)
         if search.generation != self._generation or search.running:
             return
-        self.buffer.flush()
+        if self.buffer.pending:
+            search.draining = True  # _add_rows finishes once the rest is shown
+        else:
+            self._finish(search)
+
+    def _finish(self, search: _Search) -> None:
+        search.draining = False
         self._ticker.stop()
         text = self.status_text()
         log.info("search finished: %s", text)
@@ -222,3 +257,5 @@ class StudySearch(QObject):
         self.stop(quiet=True)
         self._ticker.stop()
         self.buffer.close()
+        self.gate.close()
+        self.finder.close()

@@ -9,13 +9,13 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMenu,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
 from workstation.results import StudyRow
 from workstation.ui.study_model import StudyColumn, StudyTableModel
+from workstation.ui.table_view import TableView
 
 _WIDTHS = {
     StudyColumn.PATIENT_NAME: 190,
@@ -48,7 +48,7 @@ class StudyView(QWidget):
         self.model = model
         self.counter = QLabel("Type a name, ID or date and press Enter.")
         self.counter.setObjectName("searchCounter")
-        self.table = QTableView()
+        self.table = TableView()
         self.table.setObjectName("studyTable")
         self.table.setModel(model)  # sorts itself (see RowTableModel.sort)
         self.table.setSortingEnabled(True)

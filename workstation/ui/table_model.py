@@ -4,17 +4,27 @@ Each subclass says how a row is keyed and how each column is shown and sorted; t
 the Qt bookkeeping: rows appended in one beginInsertRows/endInsertRows per batch, rows that
 already exist (same key) replaced in place with a dataChanged, removals, and a sort key in
 :data:`SORT_ROLE` for a QSortFilterProxyModel.
+
+Painting must stay cheap on the GUI thread even while worker threads hold the GIL: every call
+Qt makes into Python has to take the GIL first, and with a busy worker each take can wait up to
+the switch interval. So each row's texts and sort keys are computed once, when it is added (in
+the worker, for rows prepared with :meth:`RowTableModel.make_cells`), and a cell is painted
+with two Python calls (:meth:`~RowTableModel.index` and :meth:`~RowTableModel.multiData`)
+instead of about ten (``rowCount``, ``columnCount``, ``flags`` and one ``data`` per role).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from operator import itemgetter
+from typing import Any, Generic, TypeVar, cast
 
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
+    QModelRoleData,
+    QModelRoleDataSpan,
     QObject,
     QPersistentModelIndex,
     Qt,
@@ -28,11 +38,15 @@ ROW_ROLE = Qt.ItemDataRole.UserRole + 1
 R = TypeVar("R")
 C = TypeVar("C", bound=Enum)
 AnyIndex = QModelIndex | QPersistentModelIndex
+#: A row's display texts and sort keys, one per column.
+Cells = tuple[list[str], list[Any]]
 
 _ROOT = QModelIndex()
 _DISPLAY = Qt.ItemDataRole.DisplayRole
 _ALIGN = Qt.ItemDataRole.TextAlignmentRole
 _TOOLTIP = Qt.ItemDataRole.ToolTipRole
+_DISPLAY_ROLE = int(_DISPLAY.value)
+_ALIGN_ROLE = int(_ALIGN.value)
 #: Roles no table here uses: answered without any work (views ask for them on every paint).
 _UNUSED_ROLES = frozenset(
     {
@@ -47,6 +61,11 @@ _UNUSED_ROLES = frozenset(
         Qt.ItemDataRole.AccessibleDescriptionRole,
     }
 )
+_UNUSED_ROLE_NUMBERS = frozenset(int(role.value) for role in _UNUSED_ROLES)
+#: Roles a delegate paints with that only :attr:`RowTableModel.styled` columns answer.
+_STYLE_ROLE_NUMBERS = frozenset(
+    int(role.value) for role in (Qt.ItemDataRole.FontRole, Qt.ItemDataRole.ForegroundRole)
+)
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
 
@@ -57,18 +76,22 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
     columns: Sequence[C] = ()
     #: Columns shown right-aligned (counts, sizes).
     numeric: frozenset[C] = frozenset()
+    #: Columns whose :meth:`extra_data` gives a font or colour; None: every column.
+    styled: frozenset[C] | None = None
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._rows: list[R] = []
+        self._keys: list[str] = []
         self._positions: dict[str, int] = {}
-        # Per row, computed on first use: (display texts, sort keys), one per column. Views
-        # call data() thousands of times a second; each call must be a lookup, not formatting.
-        self._cells: list[tuple[list[str], list[Any]] | None] = []
+        self._cells: list[Cells] = []
         self._ncols = len(self.columns)
         self._sort: tuple[int, bool] | None = None  # (column, descending)
         self._align = tuple(
             int((_RIGHT if c in self.numeric else _LEFT).value) for c in self.columns
+        )
+        self._styled = frozenset(
+            i for i, c in enumerate(self.columns) if self.styled is None or c in self.styled
         )
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -94,6 +117,11 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
         """Other roles (colours, fonts) for subclasses; ``None`` when not handled."""
         return None
 
+    def prepared(self, row: R, cells: Cells) -> Cells:
+        """Cells a worker made with :meth:`make_cells`, brought up to date on the GUI thread:
+        a subclass whose cells depend on its own state (not only on the row) redoes them."""
+        return cells
+
     # -- rows ----------------------------------------------------------------------------------
 
     @property
@@ -106,32 +134,55 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
     def position(self, key: str) -> int | None:
         return self._positions.get(key)
 
+    def make_cells(self, row: R) -> Cells:
+        """The display texts and sort keys of ``row``.
+
+        Any thread may call this when the subclass's hooks read no Qt object (the study search
+        prepares its rows in the worker); see :meth:`prepared`.
+        """
+        return (
+            [self.display(row, c) for c in self.columns],
+            [self.sort_key(row, c) for c in self.columns],
+        )
+
     def upsert(self, rows: Iterable[R]) -> int:
         """Merge rows with a known key in place; append the others in one batch. Returns added."""
+        return self.upsert_prepared((row, None) for row in rows)
+
+    def upsert_prepared(self, items: Iterable[tuple[R, Cells | None]]) -> int:
+        """Like :meth:`upsert`, for rows whose cells :meth:`make_cells` already computed."""
         fresh: list[R] = []
+        fresh_cells: list[Cells | None] = []
         fresh_pos: dict[str, int] = {}
         changed: list[int] = []
-        for row in rows:
+        for row, cells in items:
             key = self.key(row)
-            if key in self._positions:
-                position = self._positions[key]
-                self._rows[position] = self.merge(self._rows[position], row)
-                self._cells[position] = None
+            position = self._positions.get(key)
+            if position is not None:
+                merged = self.merge(self._rows[position], row)
+                self._rows[position] = merged
+                self._cells[position] = self.make_cells(merged)
                 changed.append(position)
-            elif key in fresh_pos:
-                fresh[fresh_pos[key]] = self.merge(fresh[fresh_pos[key]], row)
+            elif (index := fresh_pos.get(key)) is not None:
+                fresh[index] = self.merge(fresh[index], row)
+                fresh_cells[index] = None
             else:
                 fresh_pos[key] = len(fresh)
                 fresh.append(row)
+                fresh_cells.append(cells)
         if changed:
             self._changed(min(changed), max(changed))
         if fresh:
+            ready = [
+                self.make_cells(row) if cells is None else self.prepared(row, cells)
+                for row, cells in zip(fresh, fresh_cells, strict=True)
+            ]
             first = len(self._rows)
-            self.beginInsertRows(QModelIndex(), first, first + len(fresh) - 1)
-            for offset, row in enumerate(fresh):
-                self._positions[self.key(row)] = first + offset
+            self.beginInsertRows(_ROOT, first, first + len(fresh) - 1)
             self._rows.extend(fresh)
-            self._cells.extend([None] * len(fresh))
+            self._keys.extend(fresh_pos)  # in insertion order, as ``fresh``
+            self._cells.extend(ready)
+            self._positions.update(zip(fresh_pos, range(first, first + len(fresh)), strict=True))
             self.endInsertRows()
         if changed or fresh:
             self._resort()
@@ -149,39 +200,49 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
         self._resort()
 
     def _resort(self) -> None:
-        if self._sort is None or len(self._rows) < 2:
+        """Put the rows back in order (stable: equal keys keep their arrival order).
+
+        Runs after every batch, over every row: only C-level list work (map, sorted with a C
+        key function, itemgetter, dict(zip)), no Python code per row. Rows already in order
+        and a sorted batch appended are two runs that the sort merges in linear time.
+        """
+        count = len(self._rows)
+        if self._sort is None or count < 2:
             return
         column, descending = self._sort
-        keys = [self._cell_values(i)[1][column] for i in range(len(self._rows))]
-        order = sorted(range(len(keys)), key=keys.__getitem__, reverse=descending)
-        if order == sorted(order):
+        keys = list(map(itemgetter(column), map(itemgetter(1), self._cells)))
+        order = sorted(range(count), key=keys.__getitem__, reverse=descending)
+        if order == list(range(count)):
             return
         self.layoutAboutToBeChanged.emit()
-        moved_to = [0] * len(order)
-        for new, old in enumerate(order):
-            moved_to[old] = new
-        self._rows = [self._rows[i] for i in order]
-        self._cells = [self._cells[i] for i in order]
-        self._positions = {self.key(row): i for i, row in enumerate(self._rows)}
         before = self.persistentIndexList()
-        after = [self.index(moved_to[i.row()], i.column()) for i in before]
-        self.changePersistentIndexList(before, after)
+        pick = itemgetter(*order)
+        self._rows = list(pick(self._rows))
+        self._cells = list(pick(self._cells))
+        self._keys = list(pick(self._keys))
+        self._positions = dict(zip(self._keys, range(count), strict=True))
+        if before:
+            moved_to = sorted(range(count), key=order.__getitem__)  # the inverse permutation
+            after = [self.index(moved_to[i.row()], i.column()) for i in before]
+            self.changePersistentIndexList(before, after)
         self.layoutChanged.emit()
 
     def remove_keys(self, keys: Iterable[str]) -> None:
         """Remove the rows with these keys (one beginRemoveRows per row, from the bottom)."""
         positions = sorted((self._positions[k] for k in keys if k in self._positions), reverse=True)
         for position in positions:
-            self.beginRemoveRows(QModelIndex(), position, position)
+            self.beginRemoveRows(_ROOT, position, position)
             del self._rows[position]
             del self._cells[position]
+            del self._keys[position]
             self.endRemoveRows()
         if positions:
-            self._positions = {self.key(row): i for i, row in enumerate(self._rows)}
+            self._positions = dict(zip(self._keys, range(len(self._keys)), strict=True))
 
     def clear(self) -> None:
         self.beginResetModel()
         self._rows = []
+        self._keys = []
         self._positions = {}
         self._cells = []
         self.endResetModel()
@@ -194,27 +255,14 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
         else:
             positions = sorted({p for k in keys if (p := self._positions.get(k)) is not None})
         for position in positions:
-            cells = self._cells[position]
-            if cells is not None:
-                row = self._rows[position]
-                cells[0][col] = self.display(row, column)
-                cells[1][col] = self.sort_key(row, column)
+            row, cells = self._rows[position], self._cells[position]
+            cells[0][col] = self.display(row, column)
+            cells[1][col] = self.sort_key(row, column)
         if positions:
             first, last = positions[0], positions[-1]
             self.dataChanged.emit(self.index(first, col), self.index(last, col))
             if self._sort is not None and self._sort[0] == col:
                 self._resort()
-
-    def _cell_values(self, position: int) -> tuple[list[str], list[Any]]:
-        cells = self._cells[position]
-        if cells is None:
-            row = self._rows[position]
-            cells = (
-                [self.display(row, c) for c in self.columns],
-                [self.sort_key(row, c) for c in self.columns],
-            )
-            self._cells[position] = cells
-        return cells
 
     def _changed(self, first: int, last: int) -> None:
         self.dataChanged.emit(self.index(first, 0), self.index(last, len(self.columns) - 1))
@@ -227,15 +275,21 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
     def columnCount(self, parent: AnyIndex = _ROOT) -> int:
         return 0 if parent.isValid() else self._ncols
 
+    def index(self, row: int, column: int, parent: AnyIndex = _ROOT) -> QModelIndex:
+        # The base class asks rowCount() and columnCount(): two calls into Python per cell.
+        if parent.isValid() or not (0 <= row < len(self._rows) and 0 <= column < self._ncols):
+            return QModelIndex()
+        return self.createIndex(row, column)
+
     def data(self, index: AnyIndex, role: int = _DISPLAY) -> Any:
         position = index.row()
         col = index.column()
         if not 0 <= position < len(self._rows) or not 0 <= col < self._ncols:
             return None  # also covers an invalid index (row -1)
         if role == _DISPLAY:
-            return self._cell_values(position)[0][col]
+            return self._cells[position][0][col]
         if role == SORT_ROLE:
-            return self._cell_values(position)[1][col]
+            return self._cells[position][1][col]
         if role == _ALIGN:
             return self._align[col]
         if role in _UNUSED_ROLES:
@@ -246,6 +300,31 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
         if role == _TOOLTIP:
             return self.tooltip(row, self.columns[col])
         return self.extra_data(row, self.columns[col], role)
+
+    def multiData(self, index: AnyIndex, roleDataSpan: QModelRoleDataSpan | QModelRoleData) -> None:
+        """Every role a delegate paints with, in one call (Qt 6 asks for seven at once)."""
+        position = index.row()
+        col = index.column()
+        if not 0 <= position < len(self._rows) or not 0 <= col < self._ncols:
+            return
+        span: Iterable[QModelRoleData] = (
+            cast("Iterable[QModelRoleData]", roleDataSpan)  # iterable, the stubs do not say so
+            if isinstance(roleDataSpan, QModelRoleDataSpan)
+            else [roleDataSpan]
+        )
+        plain = col not in self._styled
+        for item in span:
+            role = item.role()
+            if role == _DISPLAY_ROLE:
+                item.setData(self._cells[position][0][col])
+            elif role == _ALIGN_ROLE:
+                item.setData(self._align[col])
+            elif role in _UNUSED_ROLE_NUMBERS or (plain and role in _STYLE_ROLE_NUMBERS):
+                continue
+            else:
+                value = self.data(index, role)
+                if value is not None:
+                    item.setData(value)
 
     def headerData(
         self,
@@ -261,8 +340,3 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
             column = self.columns[section]
             return int((_RIGHT if column in self.numeric else _LEFT).value)
         return None
-
-    def flags(self, index: AnyIndex) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable

@@ -4,7 +4,9 @@ Search results, retrieve progress and incoming files all arrive on worker or ass
 threads, far more often than a screen can show. Producers call :meth:`BatchBuffer.push` (cheap:
 a lock and a list append); the first push after a flush asks the GUI thread, through the qasync
 loop, to arm a single-shot timer; when it fires, the consumer gets everything gathered so far
-in one call. Nothing wakes the GUI thread while nothing arrives.
+in one call, or at most ``max_items`` of it: the rest waits for the next tick, so one flush
+never holds the GUI thread for long when a producer outruns the screen. Nothing wakes the GUI
+thread while nothing arrives.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ class BatchBuffer(QObject):
         consume: Callable[[list[Any]], None],
         *,
         interval_ms: int = FLUSH_INTERVAL_MS,
+        max_items: int | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._consume = consume
         self._interval = interval_ms / 1000
+        self._max_items = max_items
         self._loop = gui_loop()
         self._lock = threading.Lock()
         self._items: list[Any] = []
@@ -43,7 +47,7 @@ class BatchBuffer(QObject):
         self._last_flush = 0.0
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self.flush)
+        self._timer.timeout.connect(self._on_timer)
         #: Flushes done so far (tests and the stall benchmark read it).
         self.flushes = 0
 
@@ -72,16 +76,34 @@ class BatchBuffer(QObject):
         wait = self._last_flush + self._interval - time.monotonic()
         self._timer.start(max(0, int(wait * 1000)))
 
+    @property
+    def pending(self) -> int:
+        """Items gathered and not yet handed over."""
+        with self._lock:
+            return len(self._items)
+
     def flush(self) -> None:
         """Hand everything gathered to the consumer now (GUI thread)."""
+        self._drain(None)
+
+    def _on_timer(self) -> None:
+        self._drain(self._max_items)
+
+    def _drain(self, limit: int | None) -> None:
         self._timer.stop()
         with self._lock:
-            items, self._items = self._items, []
-            self._armed = False
+            if limit is None or len(self._items) <= limit:
+                items, self._items = self._items, []
+                self._armed = False
+            else:  # stays armed: the rest goes at the next tick
+                items, self._items = self._items[:limit], self._items[limit:]
+            more = self._armed
         self._last_flush = time.monotonic()
         if items and not self._closed:
             self.flushes += 1
             self._consume(items)
+        if more:
+            self._arm()
 
     def clear(self) -> None:
         """Drop what is waiting (a new search started)."""
