@@ -320,10 +320,12 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
             elif role == _ALIGN_ROLE:
                 item.setData(self._align[col])
             elif role in _UNUSED_ROLE_NUMBERS or (plain and role in _STYLE_ROLE_NUMBERS):
-                continue
+                item.clearData()  # Qt reuses the span from cell to cell: never leave a value
             else:
                 value = self.data(index, role)
-                if value is not None:
+                if value is None:
+                    item.clearData()
+                else:
                     item.setData(value)
 
     def headerData(
