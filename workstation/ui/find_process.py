@@ -72,6 +72,9 @@ class FindProcess:
         self._ids = itertools.count(1)
         self._queues: dict[int, queue.Queue[tuple[str, int, Any]]] = {}
         self._process: subprocess.Popen[bytes] | None = None
+        if not sys.executable:  # embedded without an interpreter to start
+            log.warning("no C-FIND helper process (no Python executable); searching here")
+            return
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "workstation.ui.find_process"],
@@ -252,7 +255,7 @@ def serve() -> None:
             tokens[frame[1]].cancel()
         elif frame[0] == "find":
             token = tokens[frame[1]] = CancelToken()
-            thread = threading.Thread(target=_answer, args=(send, token, *frame[1:]))
+            thread = threading.Thread(target=_answer, args=(send, token, *frame[1:]), daemon=True)
             thread.start()
             threads.append(thread)
     for token in tokens.values():  # the window is gone: stop what runs, politely

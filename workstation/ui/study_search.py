@@ -1,13 +1,15 @@
 """Runs a study search on one or several nodes and streams the matches into the study table.
 
-Each (node, query) pair is one background task that iterates :func:`workstation.find` and
+Each (node, query) pair is one background task. Its C-FIND runs in the window's helper process
+(:mod:`.find_process`, which keeps pynetdicom's reader thread off the window's GIL); the task
 pushes every accepted :class:`StudyRow`, with its cells already formatted (the per-row work is
-done in the worker, not on the GUI thread), into a :class:`BatchBuffer`; the buffer hands them
-to the model at most ~10 times a second and at most :data:`MAX_ROWS_PER_FLUSH` at a time, so
-the first studies show while the PACS still answers and no flush freezes the window. The
-search is finished once every node answered and the buffer is drained. Rows from an older
-search are dropped by generation number. Stop cancels every task (C-CANCEL, then abort after a
-grace period, in :mod:`workstation.dimse.find`).
+done in the worker, not on the GUI thread), into a :class:`BatchBuffer`, and waits at a
+:class:`WorkerGate` while the window paints. The buffer hands the rows to the model at most ~10
+times a second and at most :data:`MAX_ROWS_PER_FLUSH` at a time, so the first studies show
+while the PACS still answers and no flush freezes the window. The search is finished once
+every node answered and the buffer is drained. Rows from an older search are dropped by
+generation number. Stop cancels every task (C-CANCEL, then abort after a grace period, in
+:mod:`workstation.dimse.find`).
 """
 
 from __future__ import annotations
