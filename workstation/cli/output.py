@@ -1,4 +1,8 @@
-"""Printing matches: an aligned table for people, DICOM JSON or CSV for programs."""
+"""Printing matches: an aligned table for people, DICOM JSON or CSV for programs.
+
+Each printer takes identifiers as pydicom Datasets or as :class:`RawIdentifier` (the bytes off
+the wire, decoded only as far as printing needs); the output is the same for both.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,15 @@ import json
 import sys
 import time
 import unicodedata
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
 
 from pydicom.dataset import Dataset
+
+from workstation.identifiers import RawIdentifier, text_of_dataset
+
+#: A C-FIND identifier: decoded by pydicom, or as received.
+Identifier = Dataset | RawIdentifier
 
 # Column order for the table and CSV; keys a level does not return are left out.
 PREFERRED_COLUMNS = [
@@ -61,14 +70,24 @@ HEADERS = {
 }
 
 
-def text_of(ds: Dataset, keyword: str) -> str:
+def text_of(ds: Identifier, keyword: str) -> str:
     """The value of ``keyword`` as one line of text ('' when absent)."""
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return ""
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value)
+    if isinstance(ds, RawIdentifier):
+        return ds.text(keyword)
+    return text_of_dataset(ds, keyword)
+
+
+def _keywords(ds: Identifier) -> Iterable[str]:
+    if isinstance(ds, RawIdentifier):
+        return ds.keywords()
+    return (elem.keyword for elem in ds if elem.keyword)
+
+
+def json_dict_of(ds: Identifier) -> dict[str, Any]:
+    """The DICOM JSON object (PS3.18 Annex F) of one identifier."""
+    if isinstance(ds, RawIdentifier):
+        return ds.json_dict()
+    return ds.to_json_dict()
 
 
 def display_width(text: str) -> int:
@@ -83,10 +102,10 @@ def _pad(text: str, width: int) -> str:
     return text + " " * (width - display_width(text))
 
 
-def columns_for(rows: Sequence[Dataset], requested: Sequence[str] = ()) -> list[str]:
+def columns_for(rows: Sequence[Identifier], requested: Sequence[str] = ()) -> list[str]:
     present: set[str] = set()
     for ds in rows:
-        present.update(elem.keyword for elem in ds if elem.keyword)
+        present.update(_keywords(ds))
     columns = [c for c in PREFERRED_COLUMNS if c in present]
     extra = sorted(
         k
@@ -99,9 +118,10 @@ def columns_for(rows: Sequence[Dataset], requested: Sequence[str] = ()) -> list[
     return columns
 
 
-def write_table(rows: Sequence[Dataset], out: TextIO = sys.stdout) -> None:
+def write_table(rows: Sequence[Identifier], out: TextIO | None = None) -> None:
     if not rows:
         return
+    out = sys.stdout if out is None else out
     columns = columns_for(rows)
     cells = [[text_of(ds, c) for c in columns] for ds in rows]
     headers = [HEADERS.get(c, c) for c in columns]
@@ -130,20 +150,74 @@ class Flusher:
             self.last = now
 
 
-def write_json_line(ds: Dataset, out: TextIO = sys.stdout) -> None:
-    """One DICOM JSON object (PS3.18 Annex F) on one line."""
-    out.write(json.dumps(ds.to_json_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+#: ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))`` without a new encoder per call.
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def json_line(ds: Identifier) -> str:
+    """One DICOM JSON object (PS3.18 Annex F) on one line, with its newline."""
+    return _to_json(json_dict_of(ds)) + "\n"
+
+
+def write_json_line(ds: Identifier, out: TextIO | None = None) -> None:
+    """One DICOM JSON object (PS3.18 Annex F) on one line.
+
+    One ``write`` and no flush: the caller decides when the stream is flushed (:class:`Flusher`),
+    or use :class:`JsonLinesWriter`, which also batches the writes.
+    """
+    (sys.stdout if out is None else out).write(json_line(ds))
+
+
+class JsonLinesWriter:
+    """Streams DICOM JSON lines, writing them in batches: at most every ``interval`` seconds
+    (and whenever ``max_chars`` are pending), each batch written and flushed at once, so matches
+    still show as they arrive without a write per match. :meth:`close` (or leaving the
+    ``with`` block) writes the rest."""
+
+    def __init__(
+        self, out: TextIO | None = None, interval: float = 0.1, max_chars: int = 1 << 16
+    ) -> None:
+        self.out = sys.stdout if out is None else out
+        self.interval = interval
+        self.max_chars = max_chars
+        self._pending: list[str] = []
+        self._chars = 0
+        self._last = float("-inf")  # the first match shows at once
+
+    def write(self, ds: Identifier) -> None:
+        line = json_line(ds)
+        self._pending.append(line)
+        self._chars += len(line)
+        if self._chars >= self.max_chars or time.monotonic() - self._last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending and flush the stream."""
+        if self._pending:
+            self.out.write("".join(self._pending))
+            self._pending.clear()
+            self._chars = 0
+        self.out.flush()
+        self._last = time.monotonic()
+
+    close = flush
+
+    def __enter__(self) -> JsonLinesWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
 
 
 class CsvWriter:
     """Streams rows; the columns are fixed by the first row (the query's return keys)."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
-        self.writer = csv.writer(out)
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = sys.stdout if out is None else out
+        self.writer = csv.writer(self.out)
         self.columns: list[str] | None = None
 
-    def write(self, ds: Dataset) -> None:
+    def write(self, ds: Identifier) -> None:
         if self.columns is None:
             self.columns = columns_for([ds])
             self.writer.writerow(self.columns)
