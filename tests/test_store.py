@@ -304,24 +304,40 @@ def test_the_same_instance_twice_is_stored_once(store: LocalStore) -> None:
     assert list((store.root / ".incoming").iterdir()) == []
 
 
-def test_a_changed_instance_replaces_the_file(store: LocalStore) -> None:
-    store.store_bytes(make_instance(sop_uid(1), pixel=0))
+def test_a_changed_instance_never_replaces_the_stored_one(
+    store: LocalStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = make_instance(sop_uid(1), pixel=0)
+    first = store.store_bytes(original)
     newer = make_instance(sop_uid(1), pixel=7)
     stored = store.store_bytes(newer)
-    assert not stored.duplicate
-    assert stored.path.read_bytes() == newer
-    assert len(dcm_files(store.root)) == 1
+    assert stored.path == first.path and stored.path.read_bytes() == original
+    assert stored.conflict is not None and stored.conflict.read_bytes() == newer
+    assert stored.conflict.parent == store.root / ".conflicts"
+    assert dcm_files(store.root) == [stored.conflict, first.path]  # the stored one kept
+    assert "other content" in caplog.text
+    again = store.store_bytes(original)  # the stored bytes once more: a plain duplicate
+    assert again.duplicate and again.conflict is None
 
 
-def test_an_instance_moved_to_another_series_leaves_no_stale_file(store: LocalStore) -> None:
+def test_an_instance_sent_again_under_another_series_is_set_aside(store: LocalStore) -> None:
     old = store.store_bytes(make_instance(sop_uid(1)))
-    new = store.store_bytes(make_instance(sop_uid(1), series=SERIES + "9"))
     assert store.flush(timeout=10)
-    assert dcm_files(store.root) == [new.path]
-    assert not old.path.parent.exists()
+    moved = make_instance(sop_uid(1), series=SERIES + "9")
+    new = store.store_bytes(moved)
+    assert store.flush(timeout=10)
+    assert new.path == old.path and new.conflict is not None
+    assert new.conflict.read_bytes() == moved
+    assert dcm_files(store.root) == [new.conflict, old.path]
     (row,) = store.index.instances()
-    assert row.series_uid == SERIES + "9"
-    assert [s.series_uid for s in store.index.series(STUDY)] == [SERIES + "9"]
+    assert row.series_uid == SERIES
+
+
+def test_store_files_and_folders_are_private(store: LocalStore) -> None:
+    stored = store.store_bytes(make_instance(sop_uid(1)))
+    assert stored.path.stat().st_mode & 0o777 == 0o600
+    for folder in (store.root, stored.path.parent, stored.path.parent.parent):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")

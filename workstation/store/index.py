@@ -67,12 +67,16 @@ class StoreIndex(IndexQueries):
         batch_size: int = 200,
         linger: float = 0.05,
         on_commit: CommitCallback | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> None:
         self.db_path = Path(db_path).expanduser()
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._batch_size = max(1, batch_size)
         self._linger = max(0.0, linger)
         self._on_commit = on_commit
+        #: Called on the writer thread before instance rows are committed: the store makes
+        #: the files those rows name durable there (see LocalStore, "durability").
+        self._before_commit = before_commit
         conn = connect(self.db_path, writer=True)
         try:
             #: True when this index was created now (an empty database).
@@ -244,6 +248,11 @@ class StoreIndex(IndexQueries):
         writer = self._writer
         results: list[CommitResult] = []
         done: list[tuple[_Delete, int]] = []
+        if self._before_commit is not None and any(isinstance(i, InstanceRecord) for i in batch):
+            try:
+                self._before_commit()
+            except Exception as exc:  # the files may not be durable: do not index them yet
+                return [r for item in batch for r in self._fail(item, exc)]
         try:
             writer.begin()
         except Exception as exc:  # no transaction at all (disk full, locked by another program)

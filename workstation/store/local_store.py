@@ -12,23 +12,39 @@ Layout of the folder::
     <root>/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm   the instances
     <root>/.incoming/                                    temporary files of writes in progress
     <root>/.trash/                                       studies and series being deleted
+    <root>/.conflicts/                                   differing re-sends, set aside
     <root>/.workstation/index.sqlite                     the index (WAL)
     <root>/.workstation/open                             present while a LocalStore is open
 
-A C-STORE handler (pynetdicom) would do::
+A storage SCP does (see :class:`workstation.dimse.storage.StoreSink`)::
 
-    def handle_store(event):
-        try:
-            store.store_bytes(event.encoded_dataset(), source_aet=event.assoc.requestor.ae_title)
-        except InvalidInput:
-            return 0xC000  # cannot understand: not Part-10, or unusable UIDs; nothing written
-        except StoreError:
-            return 0xA700  # out of resources: disk full, permissions, store closed
-        return 0x0000
+    try:
+        store.store_bytes(part10_bytes, source_aet=caller, expect=(sop_class, sop_instance))
+    except DatasetMismatch:
+        ...  # 0xA900: the data set is not the instance its request announced
+    except InvalidInput:
+        ...  # 0xC000: not Part-10, does not parse to its end, or unusable UIDs
+    except StoreError:
+        ...  # 0xA700: out of resources (disk full, permissions, store closed)
+
+Durability. ``store_bytes(durable=True)`` (the default) fsyncs the file and its folder before
+it returns: a success answered then survives a power cut. ``durable=False`` (the instances of
+our own retrieves, which the PACS still holds) returns once the file is complete under its
+final name, which survives a crash of our process; the index writer then makes the whole batch
+durable with one ``syncfs`` before it commits the rows, so an indexed instance is always a
+durable one. After a power cut, a file that never got its row is not trusted: the next copy
+that arrives replaces it, and the start-up check indexes it only if it parses to its end.
 
 One process at a time may open a store. If ``open`` is still there at start-up the previous
 run did not close cleanly, and the index is checked against the files (see
 :mod:`workstation.store.recovery`); the same happens when the index is missing.
+
+An instance that arrives again with the same SOP Instance UID but other bytes (another patient
+name, zeroed pixels) never replaces the stored one: it is set aside in ``.conflicts`` under a
+name saying what and when, logged, and reported (``StoredInstance.conflict``). The same bytes
+again are a duplicate and change nothing.
+
+The folder and everything in it are private to the user (0700 folders, 0600 files).
 
 Deletion moves the study or series folder to ``.trash`` (one rename), then removes its rows,
 then the files. A crash in between leaves rows without files, which the start-up check removes,
@@ -61,11 +77,20 @@ from workstation.store.owner import StoreLock
 from workstation.store.records import InstanceRecord, StoredInstance
 from workstation.store.recovery import ReconcileReport, reconcile
 from workstation.store.trash import Taken, Trash
-from workstation.store.writer import Source, WriteResult, clean_incoming, write_atomic
+from workstation.store.writer import (
+    ContentConflict,
+    Source,
+    WriteResult,
+    clean_incoming,
+    sync_filesystem,
+    temp_path,
+    write_atomic,
+)
 
 log = logging.getLogger(__name__)
 
 META_DIR = ".workstation"
+CONFLICTS_DIR = ".conflicts"
 INDEX_NAME = "index.sqlite"
 OPEN_MARKER = "open"
 
@@ -87,7 +112,8 @@ class LocalStore:
         self.root = Path(root).expanduser().absolute()
         self._fsync = fsync
         meta = self.root / META_DIR
-        meta.mkdir(parents=True, exist_ok=True)
+        meta.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_private(self.root)
         self._real_root = self.root.resolve()
         self._owner = StoreLock(meta, self.root)  # before touching anything another may use
         clean_incoming(self.root)
@@ -101,7 +127,10 @@ class LocalStore:
         self._dirty = False
         self._pending: dict[str, int] = {}  # relative path -> records published, not committed
         self._listeners: list[Listener] = []
-        self.index = StoreIndex(meta / INDEX_NAME, on_commit=self._committed)
+        self._needs_sync = False
+        self.index = StoreIndex(
+            meta / INDEX_NAME, on_commit=self._committed, before_commit=self._sync_before_commit
+        )
         self._marker.touch()
         _fsync_dir(meta)
         #: What the start-up check repaired, or None when no check was needed.
@@ -118,20 +147,44 @@ class LocalStore:
 
     # -- storing -----------------------------------------------------------------------------
 
-    def store_bytes(self, data: bytes, *, source_aet: str = "") -> StoredInstance:
+    def store_bytes(
+        self,
+        data: bytes,
+        *,
+        source_aet: str = "",
+        expect: tuple[str, str] | None = None,
+        durable: bool = True,
+    ) -> StoredInstance:
         """Store a Part-10 file given as bytes (preamble, file meta and data set).
 
-        Raises :class:`InvalidInput` when the bytes are not Part-10 or carry unusable UIDs
-        (nothing is written then) and :class:`StoreError` when the disk refuses the write.
+        Raises :class:`InvalidInput` when the bytes are not Part-10, do not parse to their end
+        or carry unusable UIDs, :class:`DatasetMismatch` when ``expect`` (SOP Class and SOP
+        Instance UID, as a C-STORE request announced them) disagrees with the data set (nothing
+        is written then), and :class:`StoreError` when the disk refuses the write.
         """
-        return self._store(read_header(data), data, move=False, source_aet=source_aet)
+        record = read_header(data)
+        _check_expected(record, expect)
+        return self._store(record, data, move=False, source_aet=source_aet, durable=durable)
 
     def store_file(
-        self, path: str | os.PathLike[str], *, source_aet: str = "", move: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        source_aet: str = "",
+        move: bool = True,
+        expect: tuple[str, str] | None = None,
+        durable: bool = True,
     ) -> StoredInstance:
         """Store a Part-10 file; by default the file is consumed (renamed into the store when
-        on the same file system), as suits pynetdicom's chunked-receive temporary files."""
-        return self._store(read_header(path), path, move=move, source_aet=source_aet)
+        on the same file system), as suits a file received into :meth:`temp_path`."""
+        record = read_header(path)
+        _check_expected(record, expect)
+        return self._store(record, path, move=move, source_aet=source_aet, durable=durable)
+
+    def temp_path(self) -> Path:
+        """A fresh name in the store's ``.incoming`` folder, for a file being received; pass
+        it to :meth:`store_file` when complete. Start-up removes any left there."""
+        return temp_path(self.root)
 
     def import_path(self, path: str | os.PathLike[str]) -> ImportReport:
         """Copy a file or, recursively, a folder into the store; non-DICOM files are skipped."""
@@ -165,7 +218,13 @@ class LocalStore:
         return report
 
     def _store(
-        self, record: InstanceRecord, data: Source, *, move: bool, source_aet: str
+        self,
+        record: InstanceRecord,
+        data: Source,
+        *,
+        move: bool,
+        source_aet: str,
+        durable: bool = True,
     ) -> StoredInstance:
         rel = instance_path(record.study_uid, record.series_uid, record.sop_instance_uid)
         received = datetime.now(UTC)
@@ -182,18 +241,44 @@ class LocalStore:
                 )
             )
             self._pending[str(rel)] = self._pending.get(str(rel), 0) + 1
+            if not synced:
+                self._needs_sync = True
 
+        synced = durable and self._fsync
         self._check_open()
         try:
-            result = write_atomic(
-                self.root,
-                rel,
-                data,
-                move=move,
-                fsync=self._fsync,
-                lock=self._guard,
-                on_publish=publish,
-            )
+            previous = self.index.path_of(record.sop_instance_uid)
+            if previous is not None and previous != str(rel) and (self.root / previous).exists():
+                # The same instance under another study or series: keep the stored one.
+                raise ContentConflict(self.root / previous)
+            try:
+                result = write_atomic(
+                    self.root,
+                    rel,
+                    data,
+                    move=move,
+                    fsync=synced,
+                    lock=self._guard,
+                    on_publish=publish,
+                    keep_existing=True,
+                )
+            except ContentConflict as conflict:
+                if conflict.path != self.root / rel or self._is_stored(
+                    str(rel), record.sop_instance_uid
+                ):
+                    raise
+                # A file nobody indexed (left by a write a power cut interrupted): replace it.
+                result = write_atomic(
+                    self.root,
+                    rel,
+                    data,
+                    move=move,
+                    fsync=synced,
+                    lock=self._guard,
+                    on_publish=publish,
+                )
+        except ContentConflict as conflict:
+            return self._set_aside(record, data, conflict.path, move=move, source_aet=source_aet)
         except OSError as exc:
             raise StoreError(f"cannot write to the local store {self.root}: {exc}") from exc
         return StoredInstance(
@@ -204,6 +289,53 @@ class LocalStore:
             path=result.path,
             size=result.size,
             duplicate=result.duplicate,
+        )
+
+    def _is_stored(self, rel: str, sop_instance_uid: str) -> bool:
+        """Whether the file at ``rel`` is an instance the store holds (indexed, or published
+        and about to be)."""
+        with self._lock:
+            if rel in self._pending:
+                return True
+        return self.index.path_of(sop_instance_uid) == rel
+
+    def _sync_before_commit(self) -> None:
+        """Index writer thread: make the files published without fsync durable (one syncfs
+        for the batch) before their rows say they are stored."""
+        with self._lock:
+            needed, self._needs_sync = self._needs_sync, False
+        if needed:
+            sync_filesystem(self.root)
+
+    def _set_aside(
+        self, record: InstanceRecord, data: Source, stored: Path, *, move: bool, source_aet: str
+    ) -> StoredInstance:
+        """Keep a differing version of a stored instance in ``.conflicts``; never replace."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        name = f"{record.sop_instance_uid}.{stamp}.dcm"
+        try:
+            result = write_atomic(
+                self.root, f"{CONFLICTS_DIR}/{name}", data, move=move, fsync=self._fsync
+            )
+        except OSError as exc:
+            raise StoreError(f"cannot write to the local store {self.root}: {exc}") from exc
+        log.warning(
+            "an instance arrived from %s with the SOP Instance UID of a stored one but other "
+            "content: the stored version is kept, the new one set aside as %s/%s",
+            source_aet or "an import",
+            CONFLICTS_DIR,
+            name,
+        )
+        size = stored.stat().st_size if stored.exists() else 0
+        return StoredInstance(
+            sop_instance_uid=record.sop_instance_uid,
+            sop_class_uid=record.sop_class_uid,
+            study_uid=record.study_uid,
+            series_uid=record.series_uid,
+            path=stored,
+            size=size,
+            duplicate=True,
+            conflict=result.path,
         )
 
     # -- deleting ----------------------------------------------------------------------------
@@ -346,6 +478,37 @@ class LocalStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class DatasetMismatch(InvalidInput):
+    """The data set is not the instance its C-STORE request announced (PS3.4 B.2.3, 0xA900)."""
+
+
+def _check_expected(record: InstanceRecord, expect: tuple[str, str] | None) -> None:
+    if expect is None:
+        return
+    sop_class, sop_instance = expect
+    if record.sop_instance_uid != sop_instance:
+        raise DatasetMismatch(
+            f"the data set's SOP Instance UID {record.sop_instance_uid} is not the "
+            f"{sop_instance} its C-STORE request announced"
+        )
+    if record.sop_class_uid != sop_class:
+        raise DatasetMismatch(
+            f"the data set's SOP Class UID {record.sop_class_uid} is not the "
+            f"{sop_class} its C-STORE request announced"
+        )
+
+
+def _make_private(root: Path) -> None:
+    """Patient data is the user's alone: the store folder is 0700 (where we own it)."""
+    if os.name != "posix":
+        return
+    try:
+        if root.stat().st_uid == os.getuid() and root.stat().st_mode & 0o077:
+            os.chmod(root, 0o700)
+    except OSError as exc:
+        log.warning("cannot make the store %s private: %s", root, exc)
 
 
 def _stored(root: Path, record: InstanceRecord) -> StoredInstance:

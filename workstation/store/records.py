@@ -44,7 +44,12 @@ class InstanceRecord:
 
 @dataclass(frozen=True)
 class StoredInstance:
-    """The result of storing one instance; ``path`` is absolute."""
+    """The result of storing one instance; ``path`` is absolute.
+
+    ``conflict`` is set when the store already held a *different* version of the instance
+    (same SOP Instance UID, other bytes): the stored version was kept, ``path`` is still its
+    file, and the version that arrived was set aside at ``conflict`` for a person to look at.
+    """
 
     sop_instance_uid: str
     sop_class_uid: str
@@ -53,6 +58,7 @@ class StoredInstance:
     path: Path
     size: int
     duplicate: bool
+    conflict: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ An instance whose final file already holds the same bytes is a duplicate: nothin
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -33,6 +35,14 @@ _CHUNK = 1 << 20
 _O_BINARY = getattr(os, "O_BINARY", 0)
 
 Source = bytes | str | os.PathLike[str]
+
+
+class ContentConflict(Exception):
+    """The final path holds different bytes, and the write was asked not to replace them."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} already holds a different version")
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -53,8 +63,12 @@ def write_atomic(
     fsync: bool = True,
     lock: AbstractContextManager[object] | None = None,
     on_publish: Callable[[WriteResult], None] | None = None,
+    keep_existing: bool = False,
 ) -> WriteResult:
     """Put ``data`` (bytes, or the path of a file) at ``root/relpath`` atomically.
+
+    With ``keep_existing=True`` a final file holding different bytes is never replaced:
+    :class:`ContentConflict` is raised instead (the source is left alone).
 
     With ``move=True`` a source file is consumed: renamed into the store when it is on the same
     file system, copied then deleted otherwise, deleted when it is a duplicate. Without it the
@@ -83,14 +97,31 @@ def write_atomic(
                     _unlink_quietly(Path(data))
                 return result
 
+    if keep_existing and final.exists():
+        raise ContentConflict(final)
+
     temp = _stage(root, data, move=move, fsync=fsync)
     try:
         with guard:
+            if keep_existing and final.exists():  # another thread published meanwhile
+                if not (_has_size(final, size) and _same_content(final, temp, size)):
+                    raise ContentConflict(final)
+                result = WriteResult(final, size, duplicate=True)
+                if on_publish is not None:
+                    on_publish(result)
+                _unlink_quietly(temp)
+                return result
             created = _makedirs(root, final.parent)
             os.replace(temp, final)
             result = WriteResult(final, size, duplicate=False)
             if on_publish is not None:
                 on_publish(result)
+    except ContentConflict:
+        if move and not isinstance(data, bytes):
+            os.replace(temp, data)  # give the source back for the caller to set aside
+        else:
+            _unlink_quietly(temp)
+        raise
     except BaseException:
         _unlink_quietly(temp)
         raise
@@ -122,15 +153,17 @@ def clean_incoming(root: str | os.PathLike[str]) -> int:
     return removed
 
 
-def _temp_path(root: Path) -> Path:
+def temp_path(root: Path) -> Path:
+    """A fresh temporary name in ``root/.incoming`` (the folder is created when missing)."""
     incoming = root / INCOMING_DIR
-    incoming.mkdir(exist_ok=True)
+    if not incoming.is_dir():
+        incoming.mkdir(mode=0o700, exist_ok=True)
     return incoming / f"{uuid.uuid4().hex}{TEMP_SUFFIX}"
 
 
 def _stage(root: Path, data: Source, *, move: bool, fsync: bool) -> Path:
     """A complete, fsynced copy of ``data`` in ``.incoming``."""
-    temp = _temp_path(root)
+    temp = temp_path(root)
     if isinstance(data, bytes):
         _write_new(temp, [memoryview(data)], fsync=fsync)
         return temp
@@ -159,7 +192,7 @@ def _stage(root: Path, data: Source, *, move: bool, fsync: bool) -> Path:
 
 
 def _write_new(path: Path, chunks: Iterator[memoryview] | list[memoryview], *, fsync: bool) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
     try:
         try:
             for chunk in chunks:
@@ -206,6 +239,35 @@ def _same_content(path: Path, data: Source, size: int) -> bool:
         return False
 
 
+def sync_filesystem(path: Path) -> None:
+    """Make every write to the file system holding ``path`` durable: ``syncfs`` on Linux
+    (one call for any number of files), ``sync`` elsewhere on POSIX."""
+    if os.name != "posix":
+        return
+    if _SYNCFS is not None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) != 0:
+                error = ctypes.get_errno()
+                raise OSError(error, os.strerror(error))
+        finally:
+            os.close(fd)
+        return
+    os.sync()
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function: Callable[[int], int] = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+_SYNCFS = _load_syncfs() if sys.platform.startswith("linux") else None
+
+
 def _has_size(path: Path, size: int) -> bool:
     try:
         return path.stat().st_size == size
@@ -220,7 +282,8 @@ def _makedirs(root: Path, directory: Path) -> list[Path]:
     while current != root and not current.is_dir():
         missing.append(current)
         current = current.parent
-    directory.mkdir(parents=True, exist_ok=True)
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
     return [m.parent for m in missing]
 
 
