@@ -28,7 +28,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from workstation.demo.archive import DemoArchive, demo_archive
 from workstation.demo.generator import Archive, StudyInfo
 from workstation.demo.matching import QueryError, match_one, matches
-from workstation.dimse.association import make_ae
+from workstation.dimse.pynetdicom_ae import make_ae
 
 HOST = "127.0.0.1"
 TODAY = dt.date.today()

@@ -264,5 +264,5 @@ def test_every_socket_sets_tcp_nodelay(orthanc) -> None:  # type: ignore[no-unty
     from pynetdicom.sop_class import Verification
 
     with association.associate(orthanc.node, [(Verification, None)]) as assoc:
-        sock = assoc.dul.socket.socket
+        sock = assoc.sock
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

@@ -37,7 +37,7 @@ from tests.quirky import (
 from workstation.demo import StudyInfo, generate_archive
 from workstation.demo.archive import PENDING
 from workstation.dimse import retrieve as retrieve_module
-from workstation.dimse.association import tune_pynetdicom
+from workstation.dimse.pynetdicom_ae import tune_pynetdicom
 
 #: Two studies of two series of three 16x16 instances each.
 CONTENT = generate_archive(

@@ -13,7 +13,7 @@ from pytestqt.qtbot import QtBot
 from test_ui_support import WAIT_MS, search
 
 from workstation.demo.archive import DemoArchive
-from workstation.dimse.association import make_ae
+from workstation.dimse.pynetdicom_ae import make_ae
 from workstation.jobs import JobState, RetrieveJob
 from workstation.results import StudyRow
 from workstation.settings import Settings

@@ -87,7 +87,7 @@ def configure_logging(verbosity: int) -> None:
     # pynetdicom logs each association at INFO; keep it quiet unless asked for DIMSE detail.
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if verbosity >= 2 else logging.CRITICAL)
     if verbosity >= 2:
-        from workstation.dimse.association import verbose_dimse_logging
+        from workstation.dimse.pynetdicom_ae import verbose_dimse_logging
 
         verbose_dimse_logging()
 

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import signal
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from workstation import settings as settings_mod
 from workstation.cli.query_cmds import add_query_arguments, build_query, resolve_target
-from workstation.dimse.outcome import RetrieveOutcome, RetrieveProgress, RetrieveState
-from workstation.dimse.retrieve import get, move
-from workstation.dimse.storage import StorageServer
-from workstation.nodes import LocalAE
-from workstation.store import LocalStore, StoredInstance
+
+if TYPE_CHECKING:
+    from workstation.dimse.outcome import RetrieveOutcome, RetrieveProgress
+    from workstation.store import StoredInstance
 
 
 def _add_store_arguments(parser: argparse.ArgumentParser, settings: settings_mod.Settings) -> None:
@@ -81,6 +82,13 @@ def add_store_scp_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="AET",
         help="accept associations only from these calling AE titles",
     )
+    parser.add_argument(
+        "--batched-sync",
+        action="store_true",
+        help="answer each C-STORE once the file is complete on disk and fsync in batches: "
+        "faster, but a power cut may lose the last instances a sender was told are stored "
+        "(default: fsync each instance before answering)",
+    )
 
 
 class ProgressLine:
@@ -121,6 +129,8 @@ class ProgressLine:
 
 
 def _print_outcome(outcome: RetrieveOutcome, as_json: bool) -> int:
+    from workstation.dimse.outcome import RetrieveState
+
     if as_json:
         print(json.dumps(outcome.to_json(), indent=2))
     else:
@@ -135,6 +145,10 @@ def _print_outcome(outcome: RetrieveOutcome, as_json: bool) -> int:
 
 def run_retrieve(args: argparse.Namespace) -> int:
     from workstation.cancel import CancelToken
+    from workstation.dimse.retrieve import get, move
+    from workstation.dimse.storage import StorageServer
+    from workstation.nodes import LocalAE
+    from workstation.store import LocalStore
 
     settings = settings_mod.load()
     node, aet = resolve_target(args)
@@ -159,9 +173,12 @@ def run_retrieve(args: argparse.Namespace) -> int:
                 local = LocalAE(
                     args.aet or settings.ae_title,
                     settings.store_port if args.port is None else args.port,
-                    args.bind or settings.store_bind,
+                    args.bind or _bind_towards(node.host, settings.store_bind),
                 )
-                with StorageServer(local, store) as scp:
+                # The move's sub-operations come from the PACS: accept it and the callers the
+                # user configured, nobody else.
+                allowed = [node.ae_title, *settings.allowed_callers]
+                with StorageServer(local, store, allowed_callers=allowed) as scp:
                     outcome = move(node, query, scp, **options)
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -169,7 +186,25 @@ def run_retrieve(args: argparse.Namespace) -> int:
     return _print_outcome(outcome, args.json)
 
 
+def _bind_towards(host: str, configured: str) -> str:
+    """Where a move's storage SCP listens: the configured address, except that the default
+    (every interface) becomes loopback when the PACS is on this machine."""
+    if configured not in ("", "0.0.0.0", "::"):
+        return configured
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return "127.0.0.1" if ":" not in host else "::1"
+    except ValueError:
+        if host == "localhost":
+            return "127.0.0.1"
+    return configured or "0.0.0.0"
+
+
 def run_store_scp(args: argparse.Namespace) -> int:
+    from workstation.dimse.storage import StorageServer
+    from workstation.nodes import LocalAE
+    from workstation.store import LocalStore
+
     settings = settings_mod.load()
     local = LocalAE(
         args.aet or settings.ae_title,
@@ -182,13 +217,22 @@ def run_store_scp(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
 
     def report(stored: StoredInstance) -> None:
+        if stored.conflict is not None:
+            print(
+                f"kept {stored.sop_instance_uid} as stored: the copy received differs, set "
+                f"aside as {stored.conflict}",
+                flush=True,
+            )
+            return
         note = " (already stored)" if stored.duplicate else ""
         print(f"stored {stored.sop_instance_uid} ({stored.size} bytes){note}", flush=True)
 
     try:
         with (
             LocalStore(args.store or settings.store_dir) as store,
-            StorageServer(local, store, allowed_callers=allowed) as scp,
+            StorageServer(
+                local, store, allowed_callers=allowed, batched_sync=args.batched_sync
+            ) as scp,
         ):
             scp.subscribe(report)
             callers = ", ".join(allowed) if allowed else "any AE title"

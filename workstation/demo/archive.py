@@ -47,7 +47,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from workstation.demo.generator import Archive, generate_archive
 from workstation.demo.matching import IMAGE, Catalogue, QueryError, StoredInstance
-from workstation.dimse.association import make_ae
+from workstation.dimse.pynetdicom_ae import make_ae
 from workstation.nodes import RemoteNode, RetrieveMethod, validate_ae_title
 
 log = logging.getLogger(__name__)

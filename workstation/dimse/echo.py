@@ -25,9 +25,8 @@ def echo(node: RemoteNode, *, calling_aet: str = DEFAULT_AE_TITLE) -> EchoResult
     """Verify that ``node`` answers a C-ECHO; raise with what to check if it does not."""
     start = time.perf_counter()
     with associate(node, [(VERIFICATION, None)], calling_aet=calling_aet) as assoc:
-        response = assoc.send_c_echo()
-    status = response.get("Status") if response else None
-    if status is None:
+        status = assoc.send_c_echo()
+    if status < 0:
         raise DimseTimeout(f"{node} did not answer the C-ECHO within {node.dimse_timeout:g} s")
     info = describe(int(status))
     if info.category is not Category.SUCCESS:

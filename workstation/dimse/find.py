@@ -14,13 +14,13 @@ import time
 from collections.abc import Generator, Iterator
 
 from pydicom.dataset import Dataset
-from pynetdicom.association import Association
 
 from workstation.cancel import CancelToken
-from workstation.charset import ensure_character_set
 from workstation.dimse.association import abort_now, associate
 from workstation.dimse.status import Category, StatusInfo, describe
+from workstation.dimse.wire.scu import LeanAssociation
 from workstation.errors import AssociationAborted, DimseTimeout, OperationFailed
+from workstation.identifiers import RawIdentifier
 from workstation.nodes import DEFAULT_AE_TITLE, RemoteNode
 from workstation.query import Query
 
@@ -34,6 +34,10 @@ CANCEL_GRACE = 3.0
 
 class FindResults(Iterator[Dataset]):
     """A C-FIND in progress. Iterate it for the matches; read the outcome afterwards.
+
+    Iterating yields pydicom Datasets; :meth:`raw` yields the same matches as
+    :class:`~workstation.identifiers.RawIdentifier` (the bytes as received, decoded only as
+    far as asked), which is what the CLI's printers use. Use one or the other.
 
     After iteration: ``status`` is the final status (``None`` if aborted after a cancel),
     ``count`` the number of matches yielded, ``cancelled`` whether it stopped early (``limited``
@@ -62,17 +66,21 @@ class FindResults(Iterator[Dataset]):
         self.limited = False
         self.seconds = 0.0
         self._lock = threading.Lock()
-        self._assoc: Association | None = None
+        self._assoc: LeanAssociation | None = None
         self._done = False
         self._cancel_sent = False
         self._abort_timer: threading.Timer | None = None
-        self._iterator: Generator[Dataset, None, None] = self._run()
+        self._raw: Generator[RawIdentifier, None, None] = self._run()
 
     def __next__(self) -> Dataset:
-        return next(self._iterator)
+        return next(self._raw).dataset()
 
     def __iter__(self) -> FindResults:
         return self
+
+    def raw(self) -> Iterator[RawIdentifier]:
+        """The matches as raw identifiers (instead of iterating this object)."""
+        return self._raw
 
     @property
     def cancelled(self) -> bool:
@@ -84,7 +92,7 @@ class FindResults(Iterator[Dataset]):
 
     def close(self) -> None:
         """Stop early from the iterating thread (also done by ``break`` in a ``for`` loop)."""
-        self._iterator.close()
+        self._raw.close()
 
     def _request_cancel(self) -> None:
         with self._lock:
@@ -111,7 +119,7 @@ class FindResults(Iterator[Dataset]):
             )
             abort_now(assoc)
 
-    def _run(self) -> Generator[Dataset, None, None]:
+    def _run(self) -> Generator[RawIdentifier, None, None]:
         start = time.perf_counter()
         if self.token.cancelled:
             return
@@ -136,23 +144,25 @@ class FindResults(Iterator[Dataset]):
         if self.status is not None and self.status.category is Category.FAILURE:
             raise OperationFailed(f"C-FIND on {self.node} failed: {self.status}", self.status.code)
 
-    def _responses(self, assoc: Association, identifier: Dataset, model: str) -> Iterator[Dataset]:
-        for status, match in assoc.send_c_find(identifier, model, msg_id=_MESSAGE_ID):
-            if not status:  # pynetdicom yields an empty status on timeout or abort
+    def _responses(
+        self, assoc: LeanAssociation, identifier: Dataset, model: str
+    ) -> Iterator[RawIdentifier]:
+        for status, match, _ in assoc.find_raw(identifier, model, msg_id=_MESSAGE_ID):
+            if status < 0:  # the association ended before the final response
                 if self._cancel_sent:
                     return
-                if assoc.is_aborted:
-                    raise AssociationAborted(f"{self.node} aborted the association during C-FIND")
-                raise DimseTimeout(
-                    f"{self.node} sent no C-FIND response for {self.node.dimse_timeout:g} s: "
-                    "the query may be too broad, or raise the node's DIMSE timeout"
-                )
-            info = describe(int(status.Status))
+                if assoc.timed_out:
+                    raise DimseTimeout(
+                        f"{self.node} sent no C-FIND response for {self.node.dimse_timeout:g} "
+                        "s: the query may be too broad, or raise the node's DIMSE timeout"
+                    )
+                raise AssociationAborted(f"{self.node} aborted the association during C-FIND")
+            info = describe(status)
             if info.category is Category.PENDING:
                 if match is None or self._cancel_sent:
                     continue  # matches after our C-CANCEL are not wanted
                 self.count += 1
-                yield ensure_character_set(match)
+                yield RawIdentifier(match.data, implicit_vr=match.implicit_vr)
                 if self.limit is not None and self.count >= self.limit:
                     self.limited = True
                     self._request_cancel()

@@ -97,6 +97,9 @@ class RetrieveOutcome:
     instances: tuple[ExpectedInstance, ...] = field(default=(), repr=False)
     #: Listed instances not asked for because the store already held them (only_missing).
     already_stored: int = 0
+    #: Instances that arrived with content differing from the copy the store already held:
+    #: the stored one was kept, the new one set aside (``<store>/.conflicts``).
+    conflicts: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -123,6 +126,7 @@ class RetrieveOutcome:
         )
         data["missing"] = list(self.missing)
         data["failed_uids"] = list(self.failed_uids)
+        data["conflicts"] = list(self.conflicts)
         return data
 
     def __str__(self) -> str:

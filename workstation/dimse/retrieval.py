@@ -61,6 +61,8 @@ class Retrieval:
         self.expected_count: int | None = None
         self.scope: tuple[str, set[str]] | None = None  # (keyword, UIDs) when nothing is listed
         self.received: set[str] = set()
+        #: SOP Instance UIDs that arrived with content differing from the stored copy.
+        self.conflicts: list[str] = []
         self.bytes = 0
         self.counters: dict[str, int | None] = dict.fromkeys(
             ("completed", "remaining", "failed", "warning")
@@ -100,6 +102,8 @@ class Retrieval:
             return
         with self.lock:
             self.last_activity = time.monotonic()
+            if stored.conflict is not None:
+                self.conflicts.append(stored.sop_instance_uid)
             if stored.sop_instance_uid not in self.received:
                 self.received.add(stored.sop_instance_uid)
                 self.bytes += stored.size
@@ -184,9 +188,7 @@ class Retrieval:
                         # pynetdicom queues the A-ABORT before it wakes us but sets
                         # is_aborted later, on its own thread.
                         assoc = self.assoc
-                        aborted = assoc is not None and (
-                            assoc.is_aborted or assoc.acse.is_aborted("a-abort")
-                        )
+                        aborted = assoc is not None and assoc.is_aborted
                         self.error = (
                             f"{self.node} aborted the association"
                             if aborted
@@ -337,6 +339,7 @@ class Retrieval:
                 bytes=self.bytes,
                 instances=tuple(expected.values()) if expected is not None else (),
                 already_stored=self.already_stored,
+                conflicts=tuple(dict.fromkeys(self.conflicts)),
             )
 
     def _message(
@@ -355,6 +358,13 @@ class Retrieval:
         got = f"received {received}{of} {noun} in {seconds:.1f} s{rate}"
         if self.already_stored:
             got += f" ({self.already_stored} already in the local store)"
+        if self.conflicts:
+            count = len(set(self.conflicts))
+            got += (
+                f"; {count} arrived with content differing from the stored "
+                f"cop{'ies' if count != 1 else 'y'}: the stored kept, the new set aside in "
+                "the store's .conflicts folder"
+            )
         if final is not None and final.code == 0xA801:
             return (
                 f"the PACS does not know AE {self.move_destination} as a move destination; "

@@ -23,8 +23,6 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
-from pynetdicom import build_role, evt
-from pynetdicom.presentation import StoragePresentationContexts
 
 from workstation.cancel import CancelToken
 from workstation.dimse.association import associate
@@ -194,11 +192,9 @@ def move(
         if _nothing_to_send(retrieval, plan):
             return retrieval.outcome()
         with associate(
-            node, [(model.move_uid, None)], calling_aet=aet, dimse_timeout=None
+            node, [(model.move_uid, None)], calling_aet=aet, dimse_timeout_none=True
         ) as assoc:
-            sock = assoc.dul.socket.socket if assoc.dul.socket else None
-            local = sock.getsockname()[0] if sock else "our host"
-            hint = f"{local}:{scp.port}"
+            hint = f"{assoc.local_address}:{scp.port}"
 
             def send(request: Dataset, msg_id: int) -> Any:
                 return assoc.send_c_move(request, scp.ae_title, model.move_uid, msg_id=msg_id)
@@ -215,7 +211,11 @@ def move(
 def _get_contexts(model: InformationModel, sop_classes: set[str]) -> list[tuple[str, Any]]:
     contexts: list[tuple[str, Any]] = [(model.get_uid, None)]
     # Without a listing that names the SOP classes, DCMTK's and pynetdicom's usual 120.
-    classes = sorted(sop_classes) or [str(cx.abstract_syntax) for cx in StoragePresentationContexts]
+    if not sop_classes:
+        from pynetdicom.presentation import StoragePresentationContexts
+
+        sop_classes = {str(cx.abstract_syntax) for cx in StoragePresentationContexts}
+    classes = sorted(sop_classes)
     for uid in classes[: MAX_CONTEXTS - len(contexts)]:
         contexts.append((uid, GET_TRANSFER_SYNTAXES))
     if len(classes) > MAX_CONTEXTS - 1:
@@ -258,7 +258,7 @@ def get(
     sink = StoreSink(store)
     sink.subscribe(retrieval.on_stored)
     contexts = _get_contexts(model, plan.sop_classes)
-    roles = [build_role(UID(uid), scp_role=True) for uid, _ in contexts[1:]]
+    roles = [uid for uid, _ in contexts[1:]]
     try:
         if _nothing_to_send(retrieval, plan):
             return retrieval.outcome()
@@ -266,9 +266,9 @@ def get(
             node,
             contexts,
             calling_aet=calling_aet,
-            dimse_timeout=None,
-            ext_neg=roles,
-            evt_handlers=[(evt.EVT_C_STORE, sink.handle_store)],
+            dimse_timeout_none=True,
+            scp_roles=roles,
+            receiver=sink,
         ) as assoc:
             refused = [
                 uid

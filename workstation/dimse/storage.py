@@ -1,25 +1,34 @@
 """Our storage SCP: receives C-STOREs and hands the bytes to the local store (PS3.4 Annex B).
 
-The handler runs on pynetdicom's association threads. It writes the encoded bytes as received
-(never decoding pixel data), lets the store's writer thread do the SQLite work, and tells the
-subscribers (running retrieves, the window) what arrived. It never touches Qt.
+The SCP is the lean acceptor of :mod:`workstation.dimse.wire.scp`: one thread per association,
+each instance streamed as it arrives. :class:`StoreSink` turns an instance into a file in the
+store: small instances are gathered in memory and written once, large ones spill to a
+temporary file in the store's ``.incoming`` as their fragments come, so memory stays flat
+whatever the study size. When the last fragment is in, the data set is walked to its end
+(a truncated one, or one whose lengths lie, is refused), its UIDs are checked against the
+C-STORE request, and the file is published atomically. The store's writer thread does the
+SQLite work; subscribers (running retrieves, the window) hear what arrived, on the
+association's thread. Nothing here touches Qt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
 
-from pynetdicom import evt
-
-from workstation.dimse.association import VERIFICATION, make_ae
 from workstation.dimse.ports import program_on_port
+from workstation.dimse.wire.negotiation import Negotiated
+from workstation.dimse.wire.scp import Acceptor
 from workstation.errors import InvalidInput, PortInUse, StoreError
 from workstation.nodes import LocalAE
 from workstation.store import LocalStore, StoredInstance
+from workstation.store.filemeta import file_meta
+from workstation.store.local_store import DatasetMismatch
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +37,20 @@ Subscriber = Callable[[StoredInstance], None]
 # C-STORE response statuses (PS3.4 B.2.3)
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
+DATA_SET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+
+#: An instance larger than this is written to disk as it arrives rather than at the end.
+SPILL_SIZE = 1 << 21
 
 
 class StoreSink:
     """Turns C-STORE requests into stored instances; shared by the SCP and by C-GET."""
 
-    def __init__(self, store: LocalStore) -> None:
+    def __init__(self, store: LocalStore, *, batched_sync: bool = False) -> None:
         self.store = store
+        #: Answer pushes too before their fsync (see :meth:`begin`): the user's choice.
+        self.batched_sync = batched_sync
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
         self.received = 0
@@ -52,16 +67,32 @@ class StoreSink:
 
         return unsubscribe
 
-    def handle_store(self, event: Any) -> int:
-        caller = event.assoc.requestor.ae_title
+    def store_instance(
+        self, data: bytes | Path, caller: str, expect: tuple[str, str], *, durable: bool = True
+    ) -> tuple[int, str | None]:
+        """Store a received Part-10 file (bytes, or a temporary file it consumes); return the
+        C-STORE status and comment."""
         try:
-            stored = self.store.store_bytes(event.encoded_dataset(), source_aet=caller)
+            if isinstance(data, bytes):
+                stored = self.store.store_bytes(
+                    data, source_aet=caller, expect=expect, durable=durable
+                )
+            else:
+                stored = self.store.store_file(
+                    data, source_aet=caller, move=True, expect=expect, durable=durable
+                )
+        except DatasetMismatch as exc:
+            log.warning("refused an instance from %s: %s", caller, exc)
+            _discard(data)
+            return DATA_SET_MISMATCH, _comment(exc)
         except InvalidInput as exc:
             log.warning("refused an instance from %s: %s", caller, exc)
-            return CANNOT_UNDERSTAND
+            _discard(data)
+            return CANNOT_UNDERSTAND, _comment(exc)
         except (OSError, StoreError) as exc:
             log.error("cannot write an instance from %s to the store: %s", caller, exc)
-            return OUT_OF_RESOURCES
+            _discard(data)
+            return OUT_OF_RESOURCES, "cannot write to the local store"
         with self._lock:
             self.received += 1
             subscribers = list(self._subscribers)
@@ -70,7 +101,120 @@ class StoreSink:
                 callback(stored)
             except Exception:
                 log.exception("a storage subscriber failed")
-        return SUCCESS
+        return SUCCESS, None
+
+    def begin(
+        self,
+        assoc: Negotiated,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax: str,
+        *,
+        sub_operation: bool,
+    ) -> _Incoming:
+        """Where the fragments of one instance go (the lean SCP's and C-GET's hook).
+
+        A pushed instance is fsynced before we answer success: the sender may delete it then.
+        An instance sent for one of our retrieves (the PACS keeps its copy) is answered once
+        it is complete under its final name, and made durable with the next index commit (see
+        LocalStore); so are pushes when the user chose ``batched_sync``.
+        """
+        return _Incoming(
+            self,
+            assoc.calling_aet,
+            sop_class_uid,
+            sop_instance_uid,
+            transfer_syntax,
+            durable=not (sub_operation or self.batched_sync),
+        )
+
+
+class _Incoming:
+    """One instance being received: in memory while small, then in a temporary file."""
+
+    def __init__(
+        self,
+        sink: StoreSink,
+        caller: str,
+        sop_class: str,
+        sop_instance: str,
+        syntax: str,
+        *,
+        durable: bool,
+    ) -> None:
+        self.sink = sink
+        self.durable = durable
+        self.caller = caller
+        self.expect = (sop_class, sop_instance)
+        self.refusal: tuple[int, str | None] | None = None
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.fd: int | None = None
+        self.path: Path | None = None
+        try:
+            self.parts.append(file_meta(sop_class, sop_instance, syntax, caller))
+        except (UnicodeEncodeError, ValueError):
+            self.refusal = (CANNOT_UNDERSTAND, "the C-STORE request's UIDs are not ASCII")
+
+    def write(self, data: memoryview) -> None:
+        if self.refusal is not None:
+            return
+        try:
+            if self.fd is not None:
+                _write_all(self.fd, data)
+                return
+            self.parts.append(bytes(data))
+            self.size += len(data)
+            if self.size > SPILL_SIZE:
+                self.path = self.sink.store.temp_path()
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                for part in self.parts:
+                    _write_all(self.fd, memoryview(part))
+                self.parts = []
+        except (OSError, StoreError) as exc:
+            log.error("cannot write an instance from %s to the store: %s", self.caller, exc)
+            self._close_file()
+            self.refusal = (OUT_OF_RESOURCES, "cannot write to the local store")
+
+    def finish(self) -> tuple[int, str | None]:
+        if self.refusal is not None:
+            self.abandon()
+            return self.refusal
+        if self.path is None:
+            data = b"".join(self.parts)
+            self.parts = []
+            return self.sink.store_instance(data, self.caller, self.expect, durable=self.durable)
+        self._close_file()
+        return self.sink.store_instance(self.path, self.caller, self.expect, durable=self.durable)
+
+    def abandon(self) -> None:
+        self.parts = []
+        self._close_file()
+        if self.path is not None:
+            _discard(self.path)
+            self.path = None
+
+    def _close_file(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _discard(data: bytes | Path) -> None:
+    if isinstance(data, Path):
+        with contextlib.suppress(OSError):
+            os.unlink(data)
+
+
+def _comment(exc: Exception) -> str:
+    """An Error Comment (LO: at most 64 characters, no backslash, PS3.7 C.4.2)."""
+    text = str(exc).replace("\\", "/").encode("ascii", "replace").decode("ascii")
+    return text[:64]
 
 
 _running: dict[int, StorageServer] = {}
@@ -81,18 +225,29 @@ class StorageServer(StoreSink):
     """A storage SCP listening in the background on ``local.bind:local.port``.
 
     Use as a context manager, or ``start()``/``stop()``. ``allowed_callers`` limits the calling
-    AE titles accepted (empty: everyone). :meth:`running_on` finds one already started in this
-    process, so the API does not bind the port twice.
+    AE titles accepted (empty: everyone). A connection must send its association request
+    within ``artim`` seconds; an association silent for ``network_timeout`` is aborted.
+    ``batched_sync`` answers pushes before their fsync too (faster; see :meth:`begin`).
+    :meth:`running_on` finds one already started in this process, so the API does not bind
+    the port twice.
     """
 
     def __init__(
-        self, local: LocalAE, store: LocalStore, *, allowed_callers: Sequence[str] = ()
+        self,
+        local: LocalAE,
+        store: LocalStore,
+        *,
+        allowed_callers: Sequence[str] = (),
+        artim: float = 10.0,
+        network_timeout: float = 60.0,
+        batched_sync: bool = False,
     ) -> None:
-        super().__init__(store)
+        super().__init__(store, batched_sync=batched_sync)
         self.local = local
         self.allowed_callers = list(allowed_callers)
-        self._server: Any = None
-        self._ae: Any = None
+        self.artim = artim
+        self.network_timeout = network_timeout
+        self._server: Acceptor | None = None
         self._start_lock = threading.Lock()
         self._shared: StorageServer | None = None
 
@@ -106,7 +261,7 @@ class StorageServer(StoreSink):
             return self._shared.port
         if self._server is None:
             return self.local.port
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def running(self) -> bool:
@@ -141,19 +296,18 @@ class StorageServer(StoreSink):
         return self
 
     def _start(self) -> None:
-        ae = make_ae(self.local.ae_title)
-        ae.add_supported_context(VERIFICATION)
-        ae.require_calling_aet = self.allowed_callers
-        ae.network_timeout = 60
-        ae.maximum_associations = 32
         try:
-            self._server = ae.start_server(
-                (self.local.bind, self.local.port),
-                block=False,
-                evt_handlers=[(evt.EVT_C_STORE, self.handle_store)],
-            )
+            self._server = Acceptor(
+                self.local.ae_title,
+                self,
+                bind=self.local.bind,
+                port=self.local.port,
+                allowed_callers=self.allowed_callers,
+                max_associations=32,
+                artim=self.artim,
+                network_timeout=self.network_timeout,
+            ).start()
         except OSError as exc:
-            ae.shutdown()
             if exc.errno == errno.EADDRINUSE:
                 holder = program_on_port(self.local.port)
                 who = f" by {holder}" if holder else " by another program"
@@ -164,7 +318,6 @@ class StorageServer(StoreSink):
             raise PortInUse(
                 f"cannot listen on {self.local.bind}:{self.local.port}: {exc}"
             ) from None
-        self._ae = ae
         with _running_lock:
             _running[self.port] = self
         log.info("storage SCP %s listening on port %d", self.ae_title, self.port)
@@ -176,11 +329,12 @@ class StorageServer(StoreSink):
                 self._stop()
 
     def _stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
         with _running_lock:
-            _running.pop(self.port, None)
-        self._server.shutdown()
-        self._ae.shutdown()
-        self._server = None
+            _running.pop(server.port, None)
+        server.stop()
         self.store.flush()
         log.info("storage SCP %s stopped", self.ae_title)
 
