@@ -54,3 +54,33 @@ def test_the_core_never_imports_the_faces() -> None:
             continue
         faces = [n for n in _imports(path) if n.startswith(("workstation.ui", "workstation.cli"))]
         assert not faces, f"{path.relative_to(PACKAGE)} imports {faces}"
+
+
+def test_workstation_echo_loads_neither_pydicom_nor_pynetdicom(tmp_path: Path) -> None:
+    """``workstation echo`` must start fast: its path imports only the lean wire modules."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def refuse_politely() -> None:  # an A-ASSOCIATE-RJ: the echo fails, having associated
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(bytes([3, 0, 0, 0, 0, 4, 0, 1, 1, 3]))
+
+    threading.Thread(target=refuse_politely, daemon=True).start()
+    code = (
+        "import sys\n"
+        "from workstation.cli.main import main\n"
+        f"code = main(['echo', 'PEER@127.0.0.1:{port}'])\n"
+        "print(code, sorted({n.split('.')[0] for n in sys.modules} & {'pydicom', 'pynetdicom'}))\n"
+    )
+    env = {"WORKSTATION_CONFIG_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    listener.close()
+    assert result.stdout.strip() == "1 []", result.stderr
+    assert "calling AE title" in result.stderr  # it did get the rejection and explains it

@@ -7,29 +7,48 @@ The package re-exports the core's verbs so a script needs one import::
     ws.echo(pacs)
     for study in ws.find(pacs, ws.Query.study(PatientName="Müller*")):
         print(study.PatientName, study.StudyInstanceUID)
+
+The names are imported on first use (PEP 562), so ``workstation echo`` does not pay for
+pydicom and the retrieve machinery it never touches.
 """
 
-from workstation.cancel import CancelToken
-from workstation.dimse.echo import EchoResult, echo
-from workstation.dimse.find import FindResults, find
-from workstation.dimse.outcome import RetrieveOutcome, RetrieveProgress, RetrieveState
-from workstation.dimse.retrieve import get, move, retry
-from workstation.dimse.status import describe as describe_status
-from workstation.dimse.storage import StorageServer
-from workstation.errors import (
-    AssociationAborted,
-    AssociationRejected,
-    ConnectionFailed,
-    DimseTimeout,
-    InvalidInput,
-    NetworkError,
-    OperationFailed,
-    PortInUse,
-    WorkstationError,
-)
-from workstation.nodes import LocalAE, RemoteNode, RetrieveMethod
-from workstation.query import InformationModel, Level, Query
-from workstation.store import LocalStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "CancelToken": "workstation.cancel",
+    "EchoResult": "workstation.dimse.echo",
+    "echo": "workstation.dimse.echo",
+    "FindResults": "workstation.dimse.find",
+    "find": "workstation.dimse.find",
+    "RetrieveOutcome": "workstation.dimse.outcome",
+    "RetrieveProgress": "workstation.dimse.outcome",
+    "RetrieveState": "workstation.dimse.outcome",
+    "get": "workstation.dimse.retrieve",
+    "move": "workstation.dimse.retrieve",
+    "retry": "workstation.dimse.retrieve",
+    "describe_status": "workstation.dimse.status",
+    "StorageServer": "workstation.dimse.storage",
+    "AssociationAborted": "workstation.errors",
+    "AssociationRejected": "workstation.errors",
+    "ConnectionFailed": "workstation.errors",
+    "DimseTimeout": "workstation.errors",
+    "InvalidInput": "workstation.errors",
+    "NetworkError": "workstation.errors",
+    "OperationFailed": "workstation.errors",
+    "PortInUse": "workstation.errors",
+    "WorkstationError": "workstation.errors",
+    "LocalAE": "workstation.nodes",
+    "RemoteNode": "workstation.nodes",
+    "RetrieveMethod": "workstation.nodes",
+    "InformationModel": "workstation.query",
+    "Level": "workstation.query",
+    "Query": "workstation.query",
+    "LocalStore": "workstation.store",
+}
+_RENAMED = {"describe_status": "describe"}
 
 __all__ = [
     "AssociationAborted",
@@ -62,3 +81,39 @@ __all__ = [
     "move",
     "retry",
 ]
+
+if TYPE_CHECKING:
+    from workstation.cancel import CancelToken
+    from workstation.dimse.echo import EchoResult, echo
+    from workstation.dimse.find import FindResults, find
+    from workstation.dimse.outcome import RetrieveOutcome, RetrieveProgress, RetrieveState
+    from workstation.dimse.retrieve import get, move, retry
+    from workstation.dimse.status import describe as describe_status
+    from workstation.dimse.storage import StorageServer
+    from workstation.errors import (
+        AssociationAborted,
+        AssociationRejected,
+        ConnectionFailed,
+        DimseTimeout,
+        InvalidInput,
+        NetworkError,
+        OperationFailed,
+        PortInUse,
+        WorkstationError,
+    )
+    from workstation.nodes import LocalAE, RemoteNode, RetrieveMethod
+    from workstation.query import InformationModel, Level, Query
+    from workstation.store import LocalStore
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'workstation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), _RENAMED.get(name, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

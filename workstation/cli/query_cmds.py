@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING
 
 from workstation import settings as settings_mod
-from workstation.cli.output import CsvWriter, Flusher, write_json_line, write_table
-from workstation.dimse.echo import echo
-from workstation.dimse.find import find
-from workstation.nodes import RemoteNode
-from workstation.query import InformationModel, Level, Query
+
+if TYPE_CHECKING:
+    from workstation.nodes import RemoteNode
+    from workstation.query import Query
+
+# The parser is built for every command, so this module imports only what parsing needs; each
+# command imports its machinery when it runs (``workstation echo`` never loads pydicom).
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 
 
 def resolve_target(args: argparse.Namespace) -> tuple[RemoteNode, str]:
@@ -25,6 +27,8 @@ def resolve_target(args: argparse.Namespace) -> tuple[RemoteNode, str]:
 
 
 def run_echo(args: argparse.Namespace) -> int:
+    from workstation.dimse.echo import echo
+
     node, aet = resolve_target(args)
     print(echo(node, calling_aet=aet))
     return 0
@@ -37,14 +41,14 @@ def add_query_arguments(parser: argparse.ArgumentParser, *, worklist: bool = Tru
         "-P",
         dest="model",
         action="store_const",
-        const=InformationModel.PATIENT_ROOT,
+        const="PATIENT_ROOT",
         help="Patient Root information model",
     )
     models.add_argument(
         "-S",
         dest="model",
         action="store_const",
-        const=InformationModel.STUDY_ROOT,
+        const="STUDY_ROOT",
         help="Study Root information model (default)",
     )
     if worklist:
@@ -52,14 +56,14 @@ def add_query_arguments(parser: argparse.ArgumentParser, *, worklist: bool = Tru
             "-W",
             dest="model",
             action="store_const",
-            const=InformationModel.WORKLIST,
+            const="WORKLIST",
             help="Modality Worklist information model",
         )
     parser.add_argument(
         "-L",
         "--level",
         type=str.upper,
-        choices=[lv.value for lv in Level],
+        choices=LEVELS,
         help="query/retrieve level (default: PATIENT with -P, else STUDY)",
     )
     parser.add_argument(
@@ -77,7 +81,9 @@ def add_query_arguments(parser: argparse.ArgumentParser, *, worklist: bool = Tru
 
 
 def build_query(args: argparse.Namespace, *, defaults: bool = True) -> Query:
-    model = args.model or InformationModel.STUDY_ROOT
+    from workstation.query import InformationModel, Level, Query
+
+    model = InformationModel[args.model or "STUDY_ROOT"]
     level = None
     if model is not InformationModel.WORKLIST:
         default = Level.PATIENT if model is InformationModel.PATIENT_ROOT else Level.STUDY
@@ -105,23 +111,25 @@ def add_find_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_find(args: argparse.Namespace) -> int:
+    from workstation.cli.output import CsvWriter, Flusher, JsonLinesWriter, write_table
+    from workstation.dimse.find import find
+
     node, aet = resolve_target(args)
     query = build_query(args, defaults=not args.no_default_keys)
     results = find(node, query, calling_aet=aet, limit=args.limit)
-    rows: list[Dataset] = []
-    flush = Flusher(sys.stdout)
+    # The printers read each match's raw bytes: no pydicom Dataset per match.
     if args.json:
-        for ds in results:
-            write_json_line(ds)
-            flush()
+        with JsonLinesWriter() as lines:
+            for match in results.raw():
+                lines.write(match)
     elif args.csv:
         writer = CsvWriter()
-        for ds in results:
-            writer.write(ds)
+        flush = Flusher(sys.stdout)
+        for match in results.raw():
+            writer.write(match)
             flush()
     else:
-        rows = list(results)
-        write_table(rows)
+        write_table(list(results.raw()))
     noun = "match" if results.count == 1 else "matches"
     summary = f"{results.count} {noun} from {node} in {results.seconds:.2f} s"
     if results.limited:
