@@ -241,7 +241,7 @@ class LocalStore:
                 )
             )
             self._pending[str(rel)] = self._pending.get(str(rel), 0) + 1
-            if not synced:
+            if not synced and self._fsync:  # a store opened with fsync=False never syncs
                 self._needs_sync = True
 
         synced = durable and self._fsync

@@ -75,15 +75,46 @@ class Rejection(Exception):
         self.pdu = pdu
 
 
+#: Standard services other than storage (PS3.4): refused on a storage SCP's contexts.
+_NOT_STORAGE = (
+    "1.2.840.10008.1.20.",  # Storage Commitment
+    "1.2.840.10008.1.40",  # Procedural Event Logging
+    "1.2.840.10008.1.42",  # Substance Administration Logging
+    "1.2.840.10008.3.1.",  # Detached management, MPPS
+    "1.2.840.10008.5.1.1.",  # Print management, media creation
+    "1.2.840.10008.5.1.4.1.2.",  # Query/Retrieve: FIND, MOVE, GET
+    "1.2.840.10008.5.1.4.20.",  # Defined procedure protocol Q/R
+    "1.2.840.10008.5.1.4.31",  # Modality Worklist
+    "1.2.840.10008.5.1.4.32.",  # General Purpose Worklist (retired)
+    "1.2.840.10008.5.1.4.33",  # Instance Availability Notification
+    "1.2.840.10008.5.1.4.34.4",  # Unified Procedure Step (34.4.x, 34.5, 34.6.x)
+    "1.2.840.10008.5.1.4.34.5",
+    "1.2.840.10008.5.1.4.34.6",
+    "1.2.840.10008.5.1.4.37.",  # Relevant Patient Information Query
+    "1.2.840.10008.5.1.4.41",  # Product Characteristics Query
+    "1.2.840.10008.5.1.4.42",  # Substance Approval Query
+    "1.2.840.10008.5.1.4.1.1.200.4",  # Protocol Approval Q/R (.4 .5 .6)
+    "1.2.840.10008.5.1.4.1.1.200.5",
+    "1.2.840.10008.5.1.4.1.1.200.6",
+    "1.2.840.10008.5.1.4.1.1.201.2",  # Inventory Q/R (.2 to .6)
+    "1.2.840.10008.5.1.4.1.1.201.3",
+    "1.2.840.10008.5.1.4.1.1.201.4",
+    "1.2.840.10008.5.1.4.1.1.201.5",
+    "1.2.840.10008.5.1.4.1.1.201.6",
+)
+#: Q/R SOP classes of the non-image families (hanging protocols, colour palettes, implant
+#: templates): ``<root>.2`` FIND and ``<root>.3`` MOVE; ``<root>.1`` is their storage.
+_FAMILY_QR = tuple(
+    f"1.2.840.10008.5.1.4.{family}.{kind}" for family in (38, 39, 43, 44, 45) for kind in (2, 3, 4)
+)
+
+
 def _is_storage_like(uid: str) -> bool:
     """Storage SOP classes, private ones and unknown ones (as DCMTK's storescp --promiscuous
-    and pynetdicom's unrestricted storage accept them); not other known services."""
-    if not uid.startswith("1.2.840.10008."):
-        return True  # private, or another organisation's
-    from pynetdicom.sop_class import uid_to_service_class
-
-    service = uid_to_service_class(uid).__name__
-    return service in {"StorageServiceClass", "ServiceClass"}
+    accepts them); not the other standard services. No SOP class table is loaded."""
+    if uid.startswith(_NOT_STORAGE):
+        return False
+    return uid not in _FAMILY_QR
 
 
 def reject_pdu(result: int, source: int, reason: int) -> bytes:
