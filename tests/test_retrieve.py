@@ -433,3 +433,56 @@ def test_no_patient_data_in_logs_at_info(
     assert caplog.records  # something was logged, so the check means something
     for secret in (study.PatientName, "Müller", study.PatientID, study.PatientBirthDate):
         assert secret not in text
+
+
+def _study_with_series(archive: Archive, at_least: int):  # type: ignore[no-untyped-def]
+    return next(s for s in archive.studies if len(s.series) >= at_least)
+
+
+@pytest.mark.parametrize("method", ["move", "get"])
+def test_series_in_parallel_over_several_associations(  # type: ignore[no-untyped-def]
+    orthanc, scp, store, archive: Archive, method: str
+) -> None:
+    study = _study_with_series(archive, 3)
+    node = orthanc.node.with_options(retrieve_associations=3)
+    query = ws.Query.study(StudyInstanceUID=study.StudyInstanceUID)
+    progress = Recorder()
+    if method == "move":
+        outcome = ws.move(node, query, scp, on_progress=progress)
+    else:
+        outcome = ws.get(node, query, store, on_progress=progress)
+    held = orthanc.instance_uids(study.StudyInstanceUID)
+    assert outcome.state is ws.RetrieveState.DONE, outcome.message
+    assert outcome.associations == 3
+    assert outcome.expected == outcome.received == len(held)
+    assert stored_uids(store) == held
+    assert_identical(store, held, from_orthanc(orthanc))
+    assert progress.events[-1].fraction == 1.0
+    assert outcome.completed == len(held)  # the lanes' counters add up
+
+
+def test_cancel_stops_every_parallel_association(tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    demo = demo_with_big_study()
+    demo.delay_per_instance = 0.2  # 20 instances a series: 4 s each without a cancel
+    token = ws.CancelToken()
+
+    def on_progress(progress: RetrieveProgress) -> None:
+        if progress.received >= 4:
+            token.cancel()
+
+    with demo, ws.LocalStore(tmp_path / "store") as store:
+        node = demo.node.with_options(retrieve_associations=2)
+        study = demo.archive.studies[0]  # type: ignore[union-attr]
+        start = time.monotonic()
+        outcome = ws.get(
+            node,
+            ws.Query.study(StudyInstanceUID=study.StudyInstanceUID),
+            store,
+            on_progress=on_progress,
+            cancel=token,
+        )
+        assert outcome.state is ws.RetrieveState.CANCELLED, outcome.message
+        assert outcome.associations == 2
+        assert time.monotonic() - start < 3.5
+        assert 4 <= outcome.received < 40
+        assert len(stored_uids(store)) == outcome.received  # what arrived is what it says

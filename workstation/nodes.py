@@ -46,6 +46,10 @@ class RemoteNode:
     Timeouts in seconds: ``connect_timeout`` for the TCP connect and association set-up,
     ``dimse_timeout`` for each response of an echo or a find; retrieves use their own idle
     and total timeouts on top (see :mod:`workstation.dimse.retrieve`).
+
+    ``retrieve_associations`` above 1 retrieves a study series by series over that many
+    associations at once, for a PACS that allows it (most serve each association with its
+    own thread); 1, the default, sends one request on one association, as DCMTK does.
     """
 
     ae_title: str
@@ -55,8 +59,14 @@ class RemoteNode:
     retrieve_method: RetrieveMethod = RetrieveMethod.MOVE
     connect_timeout: float = 10.0
     dimse_timeout: float = 30.0
+    retrieve_associations: int = 1
 
     def __post_init__(self) -> None:
+        if not 1 <= int(self.retrieve_associations) <= 16:
+            raise InvalidInput(
+                f"retrieve associations must be 1 to 16, not {self.retrieve_associations}"
+            )
+        object.__setattr__(self, "retrieve_associations", int(self.retrieve_associations))
         object.__setattr__(self, "ae_title", validate_ae_title(self.ae_title))
         object.__setattr__(self, "port", _validate_port(self.port, str(self.port)))
         object.__setattr__(self, "retrieve_method", RetrieveMethod(self.retrieve_method))

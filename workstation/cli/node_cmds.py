@@ -21,6 +21,14 @@ def add_parser(sub: Any, add_common: Callable[[argparse.ArgumentParser], None]) 
     p.add_argument("address", help="AET@HOST:PORT")
     p.add_argument("--method", choices=[m.value for m in RetrieveMethod], default="move")
     p.add_argument("--timeout", type=float, default=30.0, help="DIMSE timeout, seconds")
+    p.add_argument(
+        "--associations",
+        type=int,
+        default=1,
+        metavar="N",
+        help="retrieve a study series by series over N associations at once (default 1; "
+        "only for a PACS that allows several associations from us)",
+    )
     p.set_defaults(func=run_add)
 
     p = verbs.add_parser("list", help="list saved nodes")
@@ -34,11 +42,15 @@ def add_parser(sub: Any, add_common: Callable[[argparse.ArgumentParser], None]) 
 def run_add(args: argparse.Namespace) -> int:
     settings = settings_mod.load()
     node = RemoteNode.parse(
-        args.address, name=args.name, retrieve_method=args.method, dimse_timeout=args.timeout
+        args.address,
+        name=args.name,
+        retrieve_method=args.method,
+        dimse_timeout=args.timeout,
+        retrieve_associations=args.associations,
     )
     settings.nodes[args.name] = node
     path = settings_mod.save(settings)
-    print(f"saved {args.name} = {node} ({node.retrieve_method}) in {path}")
+    print(f"saved {args.name} = {node} ({_method(node)}) in {path}")
     return 0
 
 
@@ -47,8 +59,13 @@ def run_list(args: argparse.Namespace) -> int:
     if not settings.nodes:
         print("no nodes saved; add one with: workstation nodes add NAME AET@HOST:PORT")
     for name, node in sorted(settings.nodes.items()):
-        print(f"{name:<16} {node!s:<40} {node.retrieve_method}")
+        print(f"{name:<16} {node!s:<40} {_method(node)}")
     return 0
+
+
+def _method(node: RemoteNode) -> str:
+    lanes = node.retrieve_associations
+    return f"{node.retrieve_method}, {lanes} associations" if lanes > 1 else node.retrieve_method
 
 
 def run_remove(args: argparse.Namespace) -> int:

@@ -40,8 +40,18 @@ def add_retrieve_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
             help=f"port of our storage SCP, the move destination (default {settings.store_port})",
         )
         parser.add_argument(
-            "--bind", default=None, help="address our storage SCP listens on (default: all)"
+            "--bind",
+            default=None,
+            help="address our storage SCP listens on (default: loopback when the PACS is on "
+            "this machine, else all)",
         )
+    parser.add_argument(
+        "--associations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="retrieve series by series over N associations at once (default: the node's, 1)",
+    )
     parser.add_argument(
         "--idle-timeout",
         type=float,
@@ -152,6 +162,8 @@ def run_retrieve(args: argparse.Namespace) -> int:
 
     settings = settings_mod.load()
     node, aet = resolve_target(args)
+    if args.associations is not None:
+        node = node.with_options(retrieve_associations=args.associations)
     query = build_query(args)
     progress = ProgressLine(sys.stderr.isatty())
     token = CancelToken()

@@ -100,6 +100,8 @@ class RetrieveOutcome:
     #: Instances that arrived with content differing from the copy the store already held:
     #: the stored one was kept, the new one set aside (``<store>/.conflicts``).
     conflicts: tuple[str, ...] = ()
+    #: How many associations carried the requests (more than one: series in parallel).
+    associations: int = 1
 
     @property
     def ok(self) -> bool:

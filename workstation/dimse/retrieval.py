@@ -1,8 +1,10 @@
 """The state of one retrieve in progress: counters, arrivals, cancel, watchdog, outcome.
 
-:class:`Retrieval` is shared by C-MOVE and C-GET (see :mod:`.retrieve`). Arrivals come from
-association threads, responses from the requesting thread, cancel from anywhere: all state is
-guarded by one condition variable, and nothing here calls into pynetdicom while holding it.
+:class:`Retrieval` is shared by C-MOVE and C-GET (see :mod:`.retrieve`). A retrieve runs its
+requests on one association, or series by series on several at once (:meth:`run_parallel`);
+each association is a *lane* with its own message ID and pending counters. Arrivals come from
+association threads, responses from the requesting threads, cancel from anywhere: all state is
+guarded by one condition variable, and nothing here sends on an association while holding it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -24,12 +27,24 @@ from workstation.dimse.outcome import (
     RetrieveState,
 )
 from workstation.dimse.status import Category, StatusInfo, describe
+from workstation.errors import NetworkError
 from workstation.nodes import RemoteNode
 from workstation.store import StoredInstance
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[RetrieveProgress], None]
+
+_COUNTERS = ("completed", "remaining", "failed", "warning")
+
+
+class _Lane:
+    """One association of a retrieve: the request in flight and its pending counters."""
+
+    def __init__(self, assoc: Any) -> None:
+        self.assoc = assoc
+        self.msg_id = 0
+        self.counters: dict[str, int | None] = dict.fromkeys(_COUNTERS)
 
 
 class Retrieval:
@@ -64,18 +79,14 @@ class Retrieval:
         #: SOP Instance UIDs that arrived with content differing from the stored copy.
         self.conflicts: list[str] = []
         self.bytes = 0
-        self.counters: dict[str, int | None] = dict.fromkeys(
-            ("completed", "remaining", "failed", "warning")
-        )
+        self.lanes: list[_Lane] = []
         self.finished_counts = dict.fromkeys(("completed", "failed", "warning"), 0)
         self.failed_uids: list[str] = []
         self.final: StatusInfo | None = None
         self.error: str | None = None
         self.stop_reason: str | None = None
         self.cancel_sent = False
-        self.assoc: Any = None
         self.query_model: str = ""
-        self.msg_id = 0
         self.done = False
         self.move_destination = ""
         #: Listed instances left out because the store already held them (only_missing).
@@ -120,15 +131,20 @@ class Retrieval:
 
     def progress(self) -> RetrieveProgress:
         with self.lock:
-            c = self.counters
             done = self.finished_counts
+
+            def total(key: str, base: int = 0) -> int | None:
+                values = [lane.counters[key] for lane in self.lanes]
+                known = [v for v in values if v is not None]
+                return base + sum(known) if known else None
+
             return RetrieveProgress(
                 received=len(self.received),
                 expected=self.expected_count if self.expected is None else len(self.expected),
-                completed=None if c["completed"] is None else done["completed"] + c["completed"],
-                remaining=c["remaining"],
-                failed=None if c["failed"] is None else done["failed"] + c["failed"],
-                warning=None if c["warning"] is None else done["warning"] + c["warning"],
+                completed=total("completed", done["completed"]),
+                remaining=total("remaining"),
+                failed=total("failed", done["failed"]),
+                warning=total("warning", done["warning"]),
                 bytes=self.bytes,
                 elapsed=time.monotonic() - self.start,
             )
@@ -137,33 +153,36 @@ class Retrieval:
 
     def request_cancel(self) -> None:
         with self.lock:
-            assoc = self.assoc
+            lanes = [(lane.assoc, lane.msg_id) for lane in self.lanes]
             if self.cancel_sent or self.done:
                 return
             self.cancel_sent = True
             self.stop_reason = "cancelled"
             self.lock.notify_all()
-        if assoc is None or not assoc.is_established:
+        lanes = [(assoc, msg_id) for assoc, msg_id in lanes if assoc.is_established]
+        if not lanes:
             return
         log.info("cancelling the %s on %s", self.method, self.node)
-        try:
-            assoc.send_c_cancel(self.msg_id, query_model=self.query_model)
-        except Exception as exc:
-            log.debug("C-CANCEL not sent: %s", exc)
+        for assoc, msg_id in lanes:
+            try:
+                assoc.send_c_cancel(msg_id, query_model=self.query_model)
+            except Exception as exc:
+                log.debug("C-CANCEL not sent: %s", exc)
         timer = threading.Timer(self.cancel_grace, self._abort)
         timer.daemon = True
         timer.start()
 
     def _abort(self) -> None:
         with self.lock:
-            assoc = None if self.done else self.assoc
-        if assoc is not None and assoc.is_established:
-            abort_now(assoc)
+            assocs = [] if self.done else [lane.assoc for lane in self.lanes]
+        for assoc in assocs:
+            if assoc.is_established:
+                abort_now(assoc)
 
     def _watchdog(self) -> None:
         while True:
             with self.lock:
-                if self.done or self.assoc is None:
+                if self.done:
                     return
                 now = time.monotonic()
                 if self.total_timeout is not None and now - self.start > self.total_timeout:
@@ -179,16 +198,13 @@ class Retrieval:
 
     # -- the DIMSE exchange -------------------------------------------------------------------
 
-    def follow(self, responses: Iterable[tuple[Dataset, Dataset | None]]) -> None:
-        """Consume the C-MOVE/C-GET responses of one request."""
+    def follow(self, lane: _Lane, responses: Iterable[tuple[Dataset, Dataset | None]]) -> None:
+        """Consume the C-MOVE/C-GET responses of one request, sent on ``lane``."""
         for status, identifier in responses:
             if not status:
                 with self.lock:
                     if self.stop_reason is None:
-                        # pynetdicom queues the A-ABORT before it wakes us but sets
-                        # is_aborted later, on its own thread.
-                        assoc = self.assoc
-                        aborted = assoc is not None and assoc.is_aborted
+                        aborted = lane.assoc.is_aborted
                         self.error = (
                             f"{self.node} aborted the association"
                             if aborted
@@ -205,13 +221,15 @@ class Retrieval:
                     ("warning", "NumberOfWarningSuboperations"),
                 ):
                     if keyword in status and status[keyword].value is not None:
-                        self.counters[key] = int(status[keyword].value)
+                        lane.counters[key] = int(status[keyword].value)
                 if info.category is not Category.PENDING:
-                    self.final = info
+                    # With several lanes, the least good final status is the retrieve's.
+                    if self.final is None or _rank(info) >= _rank(self.final):
+                        self.final = info
                     for key in self.finished_counts:
-                        self.finished_counts[key] += self.counters[key] or 0
+                        self.finished_counts[key] += lane.counters[key] or 0
                     # The totals now live in finished_counts; the next request counts anew.
-                    self.counters = {"completed": 0, "failed": 0, "warning": 0, "remaining": None}
+                    lane.counters = {"completed": 0, "failed": 0, "warning": 0, "remaining": None}
                     if identifier is not None and "FailedSOPInstanceUIDList" in identifier:
                         self.failed_uids += [
                             str(u) for u in _as_list(identifier.FailedSOPInstanceUIDList)
@@ -223,21 +241,82 @@ class Retrieval:
     def run_requests(
         self, assoc: Any, requests: Iterable[Dataset], send: Callable[..., Any]
     ) -> None:
-        with self.lock:
-            self.assoc = assoc
+        """Send ``requests`` one after the other on ``assoc``; ``send(assoc, request, id)``."""
+        lane = self._add_lane(assoc)
         unregister = self.token.on_cancel(self.request_cancel)
-        watchdog = threading.Thread(target=self._watchdog, name="retrieve-watchdog", daemon=True)
-        watchdog.start()
+        self._start_watchdog()
         try:
-            for request in requests:
-                if self.cancel_sent or self.error or self.stop_reason:
-                    break
-                self.msg_id += 1
-                self.follow(send(request, self.msg_id))
-                if self.final is not None and self.final.category is Category.FAILURE:
-                    break
+            self._run_lane(lane, iter(requests), send)
         finally:
             unregister()
+
+    def run_parallel(
+        self,
+        open_association: Callable[[], AbstractContextManager[Any]],
+        requests: Sequence[Dataset],
+        send: Callable[..., Any],
+        associations: int,
+    ) -> None:
+        """Send ``requests`` over up to ``associations`` associations at once, each taking
+        the next request when its last one is answered (a study series by series)."""
+        pending = iter(list(requests))
+        take_lock = threading.Lock()
+
+        def take() -> Iterator[Dataset]:
+            while True:
+                with take_lock:
+                    request = next(pending, None)
+                if request is None:
+                    return
+                yield request
+
+        def worker() -> None:
+            try:
+                with open_association() as assoc:
+                    lane = self._add_lane(assoc)
+                    if self.cancel_sent:
+                        return
+                    self._run_lane(lane, take(), send)
+            except NetworkError as exc:
+                with self.lock:
+                    if not self.lanes:  # none could open: the retrieve failed
+                        self.error = str(exc)
+                log.warning("%s: one of the parallel associations failed: %s", self.node, exc)
+
+        unregister = self.token.on_cancel(self.request_cancel)
+        self._start_watchdog()
+        threads = [
+            threading.Thread(target=worker, name=f"retrieve-lane-{i}", daemon=True)
+            for i in range(max(1, min(associations, len(requests))))
+        ]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            unregister()
+
+    def _add_lane(self, assoc: Any) -> _Lane:
+        lane = _Lane(assoc)
+        with self.lock:
+            self.lanes.append(lane)
+            self.lock.notify_all()
+        return lane
+
+    def _start_watchdog(self) -> None:
+        threading.Thread(target=self._watchdog, name="retrieve-watchdog", daemon=True).start()
+
+    def _run_lane(self, lane: _Lane, requests: Iterator[Dataset], send: Callable[..., Any]) -> None:
+        for request in requests:
+            if self.cancel_sent or self.error or self.stop_reason:
+                break
+            with self.lock:
+                lane.msg_id += 1
+                msg_id = lane.msg_id
+            self.follow(lane, send(lane.assoc, request, msg_id))
+            if self.final is not None and self.final.category is Category.FAILURE:
+                break
 
     def _still_expecting(self) -> bool:
         """Whether instances the PACS is going to send (or said it sent) have not arrived.
@@ -340,6 +419,7 @@ class Retrieval:
                 instances=tuple(expected.values()) if expected is not None else (),
                 already_stored=self.already_stored,
                 conflicts=tuple(dict.fromkeys(self.conflicts)),
+                associations=max(1, len(self.lanes)),
             )
 
     def _message(
@@ -409,6 +489,12 @@ class Retrieval:
             elif not received:
                 reasons.append("nothing arrived")
         return "; ".join([got, *reasons])
+
+
+def _rank(info: StatusInfo) -> int:
+    """How bad a final status is, for choosing the retrieve's among several lanes."""
+    order = [Category.SUCCESS, Category.WARNING, Category.CANCEL, Category.FAILURE]
+    return order.index(info.category) if info.category in order else len(order)
 
 
 def format_rate(size: int, seconds: float) -> str:

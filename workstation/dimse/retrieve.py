@@ -26,7 +26,7 @@ from pydicom.uid import UID
 
 from workstation.cancel import CancelToken
 from workstation.dimse.association import associate
-from workstation.dimse.outcome import RetrieveOutcome
+from workstation.dimse.outcome import ExpectedInstance, RetrieveOutcome
 from workstation.dimse.plan import Planner, RetrievePlan, requests_for_instances, requests_for_query
 from workstation.dimse.retrieval import ProgressCallback, Retrieval
 from workstation.dimse.storage import StorageServer, StoreSink
@@ -191,21 +191,54 @@ def move(
     try:
         if _nothing_to_send(retrieval, plan):
             return retrieval.outcome()
-        with associate(
-            node, [(model.move_uid, None)], calling_aet=aet, dimse_timeout_none=True
-        ) as assoc:
-            hint = f"{assoc.local_address}:{scp.port}"
 
-            def send(request: Dataset, msg_id: int) -> Any:
-                return assoc.send_c_move(request, scp.ae_title, model.move_uid, msg_id=msg_id)
+        def open_one() -> Any:
+            return associate(
+                node, [(model.move_uid, None)], calling_aet=aet, dimse_timeout_none=True
+            )
 
-            retrieval.run_requests(assoc, plan.requests, send)
+        def send(assoc: Any, request: Dataset, msg_id: int) -> Any:
+            return assoc.send_c_move(request, scp.ae_title, model.move_uid, msg_id=msg_id)
+
+        lanes, requests = _parallel_plan(node, plan, model)
+        if lanes > 1:
+            retrieval.run_parallel(open_one, requests, send, lanes)
+        else:
+            with open_one() as assoc:
+                hint = f"{assoc.local_address}:{scp.port}"
+                retrieval.run_requests(assoc, plan.requests, send)
         retrieval.wait_for_stragglers()
     except NetworkError as exc:
         retrieval.error = str(exc)
     finally:
         unsubscribe()
     return retrieval.outcome(hint)
+
+
+class _RoleRefused(NetworkError):
+    """The PACS accepted none of the storage SOP classes with us as the SCP (C-GET)."""
+
+
+def _parallel_plan(
+    node: RemoteNode, plan: RetrievePlan, model: InformationModel
+) -> tuple[int, tuple[Dataset, ...]]:
+    """How many associations to use and the requests to spread over them: one request per
+    series when the node allows several associations and the listing names several series."""
+    if node.retrieve_associations <= 1 or plan.instances is None:
+        return 1, plan.requests
+    series: dict[str, list[ExpectedInstance]] = {}
+    for instance in plan.instances:
+        series.setdefault(instance.series_uid, []).append(instance)
+    if len(series) < 2:
+        return 1, plan.requests
+    requests = tuple(
+        request
+        for instances in series.values()
+        for request in requests_for_instances(
+            instances, Level.SERIES, patient_root=model is InformationModel.PATIENT_ROOT
+        )
+    )
+    return min(node.retrieve_associations, len(requests)), requests
 
 
 def _get_contexts(model: InformationModel, sop_classes: set[str]) -> list[tuple[str, Any]]:
@@ -259,36 +292,42 @@ def get(
     sink.subscribe(retrieval.on_stored)
     contexts = _get_contexts(model, plan.sop_classes)
     roles = [uid for uid, _ in contexts[1:]]
-    try:
-        if _nothing_to_send(retrieval, plan):
-            return retrieval.outcome()
-        with associate(
+
+    def open_one() -> Any:
+        return associate(
             node,
             contexts,
             calling_aet=calling_aet,
             dimse_timeout_none=True,
             scp_roles=roles,
             receiver=sink,
-        ) as assoc:
-            refused = [
-                uid
-                for uid, _ in contexts[1:]
-                if not any(
-                    cx.abstract_syntax == uid and cx.as_scp for cx in assoc.accepted_contexts
-                )
-            ]
-            wanted = plan.sop_classes or {uid for uid, _ in contexts[1:]}
-            if set(refused) >= wanted:
-                retrieval.error = (
-                    f"{node} refused to send by C-GET (SCP role refused for "
-                    f"{', '.join(UID(u).name for u in refused[:3])}): use C-MOVE for this node"
-                )
+        )
+
+    def send(assoc: Any, request: Dataset, msg_id: int) -> Any:
+        refused = [
+            uid
+            for uid, _ in contexts[1:]
+            if not any(cx.abstract_syntax == uid and cx.as_scp for cx in assoc.accepted_contexts)
+        ]
+        if set(refused) >= (plan.sop_classes or {uid for uid, _ in contexts[1:]}):
+            raise _RoleRefused(
+                f"{node} refused to send by C-GET (SCP role refused for "
+                f"{', '.join(UID(u).name for u in refused[:3])}): use C-MOVE for this node"
+            )
+        return assoc.send_c_get(request, model.get_uid, msg_id=msg_id)
+
+    try:
+        if _nothing_to_send(retrieval, plan):
+            return retrieval.outcome()
+        lanes, requests = _parallel_plan(node, plan, model)
+        try:
+            if lanes > 1:
+                retrieval.run_parallel(open_one, requests, send, lanes)
             else:
-
-                def send(request: Dataset, msg_id: int) -> Any:
-                    return assoc.send_c_get(request, model.get_uid, msg_id=msg_id)
-
-                retrieval.run_requests(assoc, plan.requests, send)
+                with open_one() as assoc:
+                    retrieval.run_requests(assoc, plan.requests, send)
+        except _RoleRefused as exc:
+            retrieval.error = str(exc)
         retrieval.wait_for_stragglers()
     except NetworkError as exc:
         retrieval.error = str(exc)
