@@ -1,7 +1,7 @@
-"""C-FIND of N studies from Orthanc: ``workstation.find``, the CLI, and DCMTK ``findscu``.
+"""C-FIND of N studies from Orthanc: ``workstation.find``, the CLI's three formats, ``findscu``.
 
     python -m tests.benchmarks.bench_find [--studies 10000] [--repeat 5]
-        [--orthanc-nodelay on|off|both] [--patched [NAMES]] [--profile]
+        [--orthanc-nodelay on|off|both] [--profile [--no-timing]]
 
 One Orthanc holds N generated studies of one small instance each (files and Orthanc storage are
 cached under /tmp/ws-bench). Every method sends the same study-root STUDY-level request with
@@ -9,26 +9,30 @@ the workstation's default study return keys and must receive all N matches:
 
 - ``api``: ``workstation.find`` in this process; each Dataset is consumed and its PatientName
   and StudyInstanceUID read, as a script would (time and CPU of the loop only);
-- ``cli``: ``python -m workstation find AET@HOST:PORT -S --json > /dev/null`` (whole process:
-  interpreter start-up, imports, DICOM JSON of every match);
+- ``cli --json``, ``cli --csv``, ``cli table``: ``python -m workstation find AET@HOST:PORT -S``
+  with ``--json``, ``--csv`` or neither (the aligned table, printed once every match is in),
+  stdout to /dev/null (whole process: interpreter start-up, imports, printing every match);
 - ``findscu -sr``: DCMTK decodes every response into a DcmDataset and prints nothing: the
   same work as ``api``;
 - ``findscu +sr``: DCMTK also dumps every response as text (to /dev/null), the work that
-  matches ``cli``.
+  matches the CLI rows.
 
-``--patched`` adds ``api+patch`` and ``cli+patch`` rows with the prototype fixes of
-:mod:`tests.benchmarks.patches` (the ``find`` group, or the comma-separated NAMES); the patched
-CLI's output is first checked to be byte-identical to the original's. ``--profile`` prints the
-CPU per stage (probes) and a cProfile listing by CPU time over all threads of ``api`` and of
-the CLI's ``main()`` run in this process. findscu runs with ``TCP_NODELAY=1`` like our
-sockets; ``--orthanc-nodelay`` sets Orthanc's (it makes no difference to C-FIND).
+Each method's result is checked once before timing (counts; the same Study Instance UIDs from
+``api``, ``--json`` and ``--csv``). The table gives medians, min-max, CPU per match and the
+time ratio to the matching findscu row: the median of the per-round ratios and their min-max.
+``--profile`` prints the CPU per stage (probes) and a cProfile listing by CPU time over all
+threads of ``api`` and of the CLI's ``main()`` run in this process for each format. findscu
+runs with ``TCP_NODELAY=1`` like our sockets; ``--orthanc-nodelay`` sets Orthanc's (it makes no
+difference to C-FIND).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import gc
+import io
 import json
 import os
 import sys
@@ -38,7 +42,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import workstation as ws
-from tests.benchmarks import patches as patch_mod
 from tests.benchmarks.common import (
     CachedOrthanc,
     Series,
@@ -52,6 +55,7 @@ from tests.benchmarks.common import (
     print_info,
     print_table,
     python_env,
+    ratio_cells,
     run_process,
     say,
     spread,
@@ -60,6 +64,15 @@ from tests.servers import dcmtk
 from workstation.demo.generator import generate_bulk
 
 QUERY = ws.Query.study()
+
+#: The CLI rows: the format options of each.
+CLI_FORMATS: dict[str, list[str]] = {
+    "cli --json": ["--json"],
+    "cli --csv": ["--csv"],
+    "cli table": [],
+}
+#: Which findscu row each of ours is compared with.
+PAIRS = {"api": "findscu -sr", **dict.fromkeys(CLI_FORMATS, "findscu +sr")}
 
 
 def findscu_keys(query: ws.Query) -> list[str]:
@@ -88,35 +101,28 @@ class FindBench:
 
     # -- the methods --------------------------------------------------------------------------
 
-    def api(self, patch_names: str | None = None) -> dict[str, float]:
-        undo = patch_mod.apply(patch_names) if patch_names else None
-        try:
-            gc.collect()
-            orthanc = self._orthanc_cpu()
-            cpu = time.process_time()
-            start = time.perf_counter()
-            count = 0
-            for ds in ws.find(self.node, QUERY):
-                _ = ds.PatientName, ds.StudyInstanceUID
-                count += 1
-            seconds = time.perf_counter() - start
-            cpu = time.process_time() - cpu
-        finally:
-            if undo:
-                undo()
+    def api(self) -> dict[str, float]:
+        gc.collect()
+        orthanc = self._orthanc_cpu()
+        cpu = time.process_time()
+        start = time.perf_counter()
+        count = 0
+        for ds in ws.find(self.node, QUERY):
+            _ = ds.PatientName, ds.StudyInstanceUID
+            count += 1
+        seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
         self._check("workstation.find", count)
         return {"seconds": seconds, "cpu_s": cpu, "orthanc_cpu_s": self._orthanc_cpu() - orthanc}
 
-    def cli_argv(self, patch_names: str | None = None) -> list[str]:
-        args = ["find", self.target, "-S", "--json"]
-        if patch_names:
-            return [sys.executable, "-m", "tests.benchmarks.patches", patch_names, "--", *args]
-        return [sys.executable, "-m", "workstation", *args]
+    def cli_args(self, options: list[str]) -> list[str]:
+        return ["find", self.target, "-S", *options]
 
-    def cli(self, patch_names: str | None = None) -> dict[str, float]:
+    def cli(self, options: list[str]) -> dict[str, float]:
         env = python_env({"WORKSTATION_CONFIG_DIR": str(self.config_dir)})
         orthanc = self._orthanc_cpu()
-        run = run_process(self.cli_argv(patch_names), env=env).check("workstation find")
+        argv = [sys.executable, "-m", "workstation", *self.cli_args(options)]
+        run = run_process(argv, env=env).check("workstation find")
         return {
             "seconds": run.seconds,
             "cpu_s": run.cpu_seconds,
@@ -145,39 +151,57 @@ class FindBench:
 
     # -- untimed checks that every method really gets all N -----------------------------------
 
-    def verify(self, patch_names: str | None) -> None:
+    def _cli_output(self, options: list[str]) -> tuple[str, str]:
         env = python_env({"WORKSTATION_CONFIG_DIR": str(self.config_dir)})
-        for names in [None, patch_names] if patch_names else [None]:
-            run = run_process(self.cli_argv(names), env=env, capture_stdout=True)
-            lines = run.check("workstation find").stdout.decode().splitlines()
-            self._check(f"the CLI{' (patched)' if names else ''}", len(lines))
-            first = json.loads(lines[0])
-            if "0020000D" not in first or "00100010" not in first:
-                raise RuntimeError(f"unexpected CLI JSON: {lines[0][:200]}")
-        if patch_names and "fast-json" in patch_mod.parse(patch_names):
-            plain = run_process(self.cli_argv(None), env=env, capture_stdout=True).stdout
-            fast = run_process(self.cli_argv(patch_names), env=env, capture_stdout=True).stdout
-            if plain != fast:
-                raise RuntimeError("the fast-json patch changes the CLI's output")
-            say("  fast-json output is byte-identical to the CLI's")
+        argv = [sys.executable, "-m", "workstation", *self.cli_args(options)]
+        run = run_process(argv, env=env, capture_stdout=True).check("workstation find")
+        return run.stdout.decode(), run.stderr.decode(errors="replace")
+
+    def verify(self) -> None:
+        api_uids = {str(ds.StudyInstanceUID) for ds in ws.find(self.node, QUERY)}
+        self._check("workstation.find", len(api_uids))
+
+        text, _ = self._cli_output(CLI_FORMATS["cli --json"])
+        lines = text.splitlines()
+        self._check("the CLI (--json)", len(lines))
+        objects = [json.loads(line) for line in lines]
+        if "0020000D" not in objects[0] or "00100010" not in objects[0]:
+            raise RuntimeError(f"unexpected CLI JSON: {lines[0][:200]}")
+        if {o["0020000D"]["Value"][0] for o in objects} != api_uids:
+            raise RuntimeError("the CLI's --json lists other Study Instance UIDs than the API")
+
+        text, _ = self._cli_output(CLI_FORMATS["cli --csv"])
+        rows = list(csv.reader(io.StringIO(text)))
+        self._check("the CLI (--csv)", len(rows) - 1)
+        column = rows[0].index("StudyInstanceUID")
+        if {row[column] for row in rows[1:]} != api_uids:
+            raise RuntimeError("the CLI's --csv lists other Study Instance UIDs than the API")
+
+        text, summary = self._cli_output(CLI_FORMATS["cli table"])
+        self._check("the CLI (table)", len(text.splitlines()) - 1)
+        if f"{self.studies} matches from" not in summary:
+            raise RuntimeError(f"unexpected table summary on stderr: {summary[-300:]}")
+
         run = run_process(self.findscu_argv(True), env=dcmtk_tool_env())
-        text = run.check("findscu +sr").stdout + run.stderr
-        self._check("findscu +sr", text.count(b"Find Response:"))
+        text_b = run.check("findscu +sr").stdout + run.stderr
+        self._check("findscu +sr", text_b.count(b"Find Response:"))
         with tempfile.TemporaryDirectory(prefix="findscu-") as out:
             run_process(self.findscu_argv(False, Path(out)), env=dcmtk_tool_env()).check(
                 "findscu -sr -X"
             )
             self._check("findscu -sr", len(list(Path(out).glob("rsp*.dcm"))))
-        say(f"  verified: every method receives all {self.studies} matches")
+        say(
+            f"  verified: every method receives all {self.studies} matches "
+            "(api, --json and --csv the same Study Instance UIDs)"
+        )
 
 
 def table(title: str, series: dict[str, Series], studies: int) -> None:
-    pairs = {"api": "findscu -sr", "cli": "findscu +sr"}
     rows = []
     for name, s in series.items():
         seconds = s.median("seconds")
-        base = pairs.get(name.split("+")[0])
-        ratio = fmt(seconds / series[base].median("seconds")) if base in series else ""
+        base = PAIRS.get(name)
+        ratio, ratio_range = ratio_cells(s, series.get(base)) if base else ("", "")
         rows.append(
             [
                 name,
@@ -185,19 +209,21 @@ def table(title: str, series: dict[str, Series], studies: int) -> None:
                 spread(s.values("seconds")),
                 f"{studies / seconds:.0f}",
                 fmt(s.median("cpu_s")),
+                f"{1e6 * s.median('cpu_s') / studies:.0f}",
                 fmt(s.median("orthanc_cpu_s")),
                 fmt(s.median("rss_mb")) if s.values("rss_mb") else "-",
                 f"{ratio} (vs {base})" if ratio else "",
+                ratio_range,
             ]
         )
-    headers = ["method", "median s", "min-max s", "studies/s", "client CPU s"]
-    headers += ["Orthanc CPU s", "peak RSS MB", "ours/findscu"]
+    headers = ["method", "median s", "min-max s", "studies/s", "client CPU s", "CPU us/match"]
+    headers += ["Orthanc CPU s", "peak RSS MB", "ours/findscu", "min-max"]
     print_table(title, headers, rows)
 
 
 @contextlib.contextmanager
 def stdout_to_devnull() -> Iterator[None]:
-    """File descriptor 1 to /dev/null (the CLI's writer holds ``sys.stdout`` itself)."""
+    """File descriptor 1 to /dev/null (the CLI's writers hold ``sys.stdout`` themselves)."""
     sys.stdout.flush()
     saved = os.dup(1)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -211,9 +237,9 @@ def stdout_to_devnull() -> Iterator[None]:
         os.close(devnull)
 
 
-def profile(bench: FindBench, patch_names: str | None) -> None:
+def profile(bench: FindBench) -> None:
     """Per-stage CPU (probes), then cProfile by CPU time over all threads, of ``api`` and of
-    the CLI's ``main()`` run in this process (stdout to /dev/null)."""
+    the CLI's ``main()`` run in this process for each format (stdout to /dev/null)."""
     from tests.benchmarks.profiling import (
         FIND_PROBES,
         probe_report,
@@ -229,23 +255,27 @@ def profile(bench: FindBench, patch_names: str | None) -> None:
         count = sum(1 for ds in ws.find(bench.node, QUERY) if ds.PatientName is not None)
         bench._check("profiled find", count)
 
-    def cli() -> None:
-        with stdout_to_devnull():
-            cli_main(["find", bench.target, "-S", "--json"])
+    def cli(options: list[str]) -> Callable[[], None]:
+        def run() -> None:
+            with stdout_to_devnull():
+                code = cli_main(bench.cli_args(options))
+            if code != 0:
+                raise RuntimeError(f"workstation find {' '.join(options)} returned {code}")
 
-    for names in [None, patch_names] if patch_names else [None]:
-        label = f" + {names}" if names else ""
-        with patch_mod.patched(names or []):
-            for what, run in (("workstation.find in-process", api), ("find --json", cli)):
-                with probes(FIND_PROBES) as found:
-                    cpu = time.process_time()
-                    start = time.perf_counter()
-                    run()
-                    seconds = time.perf_counter() - start
-                    cpu = time.process_time() - cpu
-                print(f"\n=== stages: {what}{label} ({seconds:.2f} s wall) ===")
-                print(probe_report(found, units=bench.studies, unit="match", process_cpu_s=cpu))
-    for what, run in (("workstation.find in-process", api), ("find --json", cli)):
+        return run
+
+    cases: list[tuple[str, Callable[[], None]]] = [("workstation.find in-process", api)]
+    cases += [(f"main() of {name}", cli(options)) for name, options in CLI_FORMATS.items()]
+    for what, run in cases:
+        with probes(FIND_PROBES) as found:
+            cpu = time.process_time()
+            start = time.perf_counter()
+            run()
+            seconds = time.perf_counter() - start
+            cpu = time.process_time() - cpu
+        print(f"\n=== stages: {what} ({seconds:.2f} s wall) ===")
+        print(probe_report(found, units=bench.studies, unit="match", process_cpu_s=cpu))
+    for what, run in cases:
         with profile_threads() as prof:
             run()
         print(f"\n=== cProfile (CPU time, all threads): {what} ===")
@@ -253,7 +283,7 @@ def profile(bench: FindBench, patch_names: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--studies", type=int, default=10_000, help="in Orthanc (10000)")
     parser.add_argument("--repeat", type=int, default=5, help="rounds of every method (5)")
     parser.add_argument("--seed", type=int, default=1, help="of the generated studies (1)")
@@ -264,24 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         help="TCP_NODELAY=1 in Orthanc's environment (on), stock Nagle (off), or both in turn",
     )
     parser.add_argument(
-        "--patched",
-        nargs="?",
-        const="find",
-        default=None,
-        metavar="NAMES",
-        help="add api+patch and cli+patch rows with prototype patches: a comma-separated list "
-        f"of {', '.join(patch_mod.PATCHES)}, or a group: {', '.join(patch_mod.GROUPS)} "
-        "(default: find)",
-    )
-    parser.add_argument(
         "--profile",
         action="store_true",
-        help="before timing, print CPU per stage and cProfile of api and the CLI",
+        help="before timing, print CPU per stage and cProfile of api and the CLI formats",
     )
     parser.add_argument("--no-timing", action="store_true", help="with --profile: only profile")
     args = parser.parse_args(argv)
-    if args.patched:
-        args.patched = ",".join(patch_mod.parse(args.patched))
 
     info = machine_info()
     info["studies"] = str(args.studies)
@@ -302,28 +320,22 @@ def main(argv: list[str] | None = None) -> int:
             bench = FindBench(node, server.process.pid, args.studies, Path(config_dir))
             mode = "TCP_NODELAY=1 (Nagle off)" if nodelay else "stock (Nagle on)"
             say(f"Orthanc {mode}: verifying")
-            bench.verify(args.patched)
+            bench.verify()
             if args.profile:
-                profile(bench, args.patched)
+                profile(bench)
                 if args.no_timing:
                     continue
-            methods: dict[str, Callable[[], dict[str, float]]] = {
-                "api": bench.api,
-                "cli": bench.cli,
-                "findscu -sr": lambda b=bench: b.findscu(False),
-                "findscu +sr": lambda b=bench: b.findscu(True),
-            }
-            if args.patched:
-                methods["api+patch"] = lambda b=bench: b.api(args.patched)
-                methods["cli+patch"] = lambda b=bench: b.cli(args.patched)
+            methods: dict[str, Callable[[], dict[str, float]]] = {"api": bench.api}
+            for name, options in CLI_FORMATS.items():
+                methods[name] = lambda b=bench, o=options: b.cli(o)
+            methods["findscu -sr"] = lambda b=bench: b.findscu(False)
+            methods["findscu +sr"] = lambda b=bench: b.findscu(True)
             say(f"Orthanc {mode}: {args.repeat} rounds of {', '.join(methods)}")
             series = alternate(methods, args.repeat)
             title = (
                 f"C-FIND, {args.studies} studies, Orthanc {mode}, medians of {args.repeat} "
                 f"(load average now {loadavg()})"
             )
-            if args.patched:
-                title += f"; +patch = {args.patched}"
             table(title, series, args.studies)
     return 0
 

@@ -2,9 +2,8 @@
 
     python -m tests.benchmarks.bench_retrieve [--instances 1000] [--size small|large|both]
         [--repeat 3] [--orthanc-nodelay on|off|both] [--stock-full]
-        [--dcmtk-mode normal|bit-preserving]
-        [--methods move,get,movescu,getscu] [--no-fsync-row] [--patched [NAMES]]
-        [--flat | --no-flat] [--profile]
+        [--dcmtk-mode normal|bit-preserving] [--methods move,get,movescu,getscu]
+        [--no-check-row] [--flat | --no-flat] [--profile]
 
 One Orthanc holds a study of N instances (small: 64x64, ~9 KB a file; large: 512x512,
 ~0.5 MB) and, for the memory check, a second study of N/4. Methods, run alternately:
@@ -16,21 +15,22 @@ One Orthanc holds a study of N instances (small: 64x64, ~9 KB a file; large: 512
 - ``getscu``: DCMTK ``getscu`` into a fresh folder.
 
 Our side runs in a child process (:mod:`tests.benchmarks.retrieve_worker`); its time is the
-retrieve call plus the store's final index commit, its peak RSS that of the whole process
-(SCP included). DCMTK's time is the movescu/getscu process from start to exit, with storescp
-already listening; their peak RSS is the sum of movescu's and storescp's. Every run must bring
-all N instances (files counted), or the benchmark stops.
+retrieve call plus the store's final index commit (with the syncfs that makes the batch
+durable), its peak RSS that of the whole process (SCP included), its CPU per instance that of
+the call (every thread, interpreter start-up excluded). DCMTK's time is the movescu/getscu
+process from start to exit, with storescp already listening; their peak RSS and CPU are the sum
+of movescu's and storescp's. Every run must bring all N instances (files counted), or the
+benchmark stops. The time ratio is the median of the per-round ratios, with their min-max.
 
 Orthanc is run with ``TCP_NODELAY=1`` in its environment (Nagle off) and without (stock: Nagle
 on, ~40 ms per small C-STORE on loopback; the N/4 study then, unless ``--stock-full``, and only
 the four base rows, since the delay hides everything else); the DCMTK clients always get
 ``TCP_NODELAY=1``, as our own sockets always have it.
 
-``--patched`` adds ``move+patch`` and ``get+patch`` rows with the prototype fixes of
-:mod:`tests.benchmarks.patches`, after one untimed run of each in which every fast path is
-compared with the original (``WS_BENCH_SELFCHECK=1``). ``--no-fsync-row`` adds our move into a
-``LocalStore(fsync=False)``. ``--profile`` prints, before the timed rounds, the CPU per stage
-of one move and one get (probes around pynetdicom's and the store's functions) and a cProfile
+``--no-check-row`` adds our move without the completion check. ``--flat`` (default) also
+retrieves the N/4 study with our move and get and compares peak RSS. ``--profile`` prints,
+before the timed rounds, the CPU per stage of one move and one get (probes around the lean
+DIMSE engine's and the store's functions, :mod:`tests.benchmarks.profiling`) and a cProfile
 listing by CPU time over all threads of each on the N/4 study.
 """
 
@@ -46,7 +46,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.benchmarks import patches as patch_mod
 from tests.benchmarks.common import (
     Background,
     CachedOrthanc,
@@ -62,6 +61,7 @@ from tests.benchmarks.common import (
     print_info,
     print_table,
     python_env,
+    ratio_cells,
     run_process,
     say,
     spread,
@@ -122,12 +122,9 @@ class RetrieveBench:
         method: str,
         study: Study,
         *,
-        patched: str | None = None,
         check: bool = True,
-        fsync: bool = True,
         profile: Path | None = None,
         probe: Path | None = None,
-        selfcheck: bool = False,
     ) -> dict[str, float]:
         folder = self._folder(method)
         store = folder / "store"
@@ -139,16 +136,11 @@ class RetrieveBench:
             argv += ["--scp-aet", OUR_AET, "--scp-port", str(port)]
         if not check:
             argv.append("--no-check")
-        if not fsync:
-            argv.append("--no-fsync")
-        if patched:
-            argv += ["--patched", patched]
         if profile is not None:
             argv += ["--profile", str(profile)]
         if probe is not None:
             argv += ["--probe", str(probe)]
-        env = python_env({"WS_BENCH_SELFCHECK": "1" if selfcheck else "0"})
-        run = run_process(argv, env=env, capture_stdout=True)
+        run = run_process(argv, env=python_env(), capture_stdout=True)
         lines = run.stdout.decode().strip().splitlines()
         if run.returncode != 0 or not lines:
             tail = (run.stdout + run.stderr).decode(errors="replace")[-3000:]
@@ -162,6 +154,7 @@ class RetrieveBench:
             **self._rates(study, result["seconds"]),
             "process_s": run.seconds,
             "cpu_s": run.cpu_seconds,
+            "call_cpu_s": result["cpu_s"],
             "rss_mb": run.peak_rss_mb,
             "base_rss_mb": result["baseline_rss_mb"],
         }
@@ -232,14 +225,12 @@ class RetrieveBench:
 PAIRS = {"move": "movescu", "get": "getscu"}
 
 
-def table(title: str, series: dict[str, Series]) -> None:
+def table(title: str, series: dict[str, Series], instances: int) -> None:
     rows = []
     for name, s in series.items():
         seconds = s.median("seconds")
-        base = PAIRS.get(name.split(" ")[0].split("+")[0])
-        ratio = ""
-        if base in series:
-            ratio = f"{fmt(seconds / series[base].median('seconds'))} (vs {base})"
+        base = PAIRS.get(name.split(" ")[0])
+        ratio, ratio_range = ratio_cells(s, series.get(base)) if base else ("", "")
         rss = fmt(s.median("rss_mb"))
         if s.values("storescp_rss_mb"):
             rss += (
@@ -248,6 +239,7 @@ def table(title: str, series: dict[str, Series]) -> None:
             )
         elif s.values("base_rss_mb"):
             rss += f" (at start {fmt(s.median('base_rss_mb'))})"
+        cpu = s.median("call_cpu_s") if s.values("call_cpu_s") else s.median("cpu_s")
         rows.append(
             [
                 name,
@@ -257,13 +249,19 @@ def table(title: str, series: dict[str, Series]) -> None:
                 fmt(s.median("mb_per_s")),
                 fmt(s.median("process_s")),
                 fmt(s.median("cpu_s")),
+                f"{1e6 * cpu / instances:.0f}",
                 rss,
-                ratio,
+                f"{ratio} (vs {base})" if ratio else "",
+                ratio_range,
             ]
         )
-    headers = ["method", "median s", "min-max s", "inst/s", "MB/s", "process s", "CPU s"]
-    headers += ["peak RSS MB", "time ours/DCMTK"]
+    headers = ["method", "median s", "min-max s", "inst/s", "MB/s", "process s"]
+    headers += ["process CPU s", "CPU us/inst*", "peak RSS MB", "time ours/DCMTK", "min-max"]
     print_table(title, headers, rows)
+    print(
+        "* ours: CPU of the retrieve call (all threads, start-up excluded); "
+        "DCMTK: the whole processes"
+    )
 
 
 def memory_table(title: str, flat: dict[str, dict[int, Series]]) -> None:
@@ -284,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--size",
         choices=["small", "large", "both"],
-        default="small",
-        help="64x64 (~9 kB) or 512x512 (~0.5 MB) instances (small)",
+        default="both",
+        help="64x64 (~9 kB) or 512x512 (~0.5 MB) instances, or both in turn (both)",
     )
     parser.add_argument("--repeat", type=int, default=3, help="rounds of every method (3)")
     parser.add_argument("--seed", type=int, default=1, help="of the generated study (1)")
@@ -310,22 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--methods", default="move,movescu,get,getscu", help="comma-separated, of these four"
     )
-    parser.add_argument(
-        "--no-fsync-row",
-        action="store_true",
-        help="also time our move with LocalStore(fsync=False), to show what fsync costs",
-    )
     parser.add_argument("--no-check-row", action="store_true", help="also time move --no-check")
-    parser.add_argument(
-        "--patched",
-        nargs="?",
-        const="retrieve",
-        default=None,
-        metavar="NAMES",
-        help="add move+patch and get+patch rows with prototype patches: a comma-separated list "
-        f"of {', '.join(patch_mod.PATCHES)}, or a group: {', '.join(patch_mod.GROUPS)} "
-        "(default: retrieve)",
-    )
     parser.add_argument(
         "--flat",
         action=argparse.BooleanOptionalAction,
@@ -340,8 +323,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.methods) - {"move", "get", "movescu", "getscu"}
     if unknown:
         raise SystemExit(f"unknown method(s) {', '.join(sorted(unknown))}")
-    if args.patched:
-        args.patched = ",".join(patch_mod.parse(args.patched))
     print_info(machine_info())
     for size in ["small", "large"] if args.size == "both" else [args.size]:
         run_size(args, size)
@@ -361,7 +342,7 @@ def study_files(seed: int, count: int, pixels: int) -> tuple[Study, list[Path]]:
 def build_runs(
     bench: RetrieveBench, study: Study, args: argparse.Namespace, *, extras: bool = True
 ) -> dict[str, Callable[[], dict[str, float]]]:
-    """The methods to alternate; ``extras`` adds the patched, no-fsync and no-check rows."""
+    """The methods to alternate; ``extras`` adds the no-check row when asked for."""
     runs: dict[str, Callable[[], dict[str, float]]] = {}
     for method in args.methods:
         if method == "movescu":
@@ -370,12 +351,6 @@ def build_runs(
             runs[method] = lambda: bench.getscu(study)
         else:
             runs[method] = functools.partial(bench.ours, method, study)
-            if args.patched and extras:
-                runs[f"{method}+patch"] = functools.partial(
-                    bench.ours, method, study, patched=args.patched
-                )
-    if args.no_fsync_row and extras and "move" in args.methods:
-        runs["move no-fsync"] = functools.partial(bench.ours, "move", study, fsync=False)
     if args.no_check_row and extras and "move" in args.methods:
         runs["move no-check"] = functools.partial(bench.ours, "move", study, check=False)
     return runs
@@ -403,11 +378,7 @@ def run_size(args: argparse.Namespace, size: str) -> None:
             study = main_study if nodelay or args.stock_full else small_study
             mode = "TCP_NODELAY=1 (Nagle off)" if nodelay else "stock (Nagle on)"
             if args.profile and nodelay:
-                profile(bench, study, small_study, args.patched, f"{size}, {mode}", Path(scratch))
-            if args.patched and nodelay:
-                say(f"checking the patched fast paths against the originals ({args.patched})")
-                for method in [m for m in ("move", "get") if m in args.methods]:
-                    bench.ours(method, small_study, patched=args.patched, selfcheck=True)
+                profile(bench, study, small_study, f"{size}, {mode}", Path(scratch))
             # With Nagle on, Orthanc's ~40 ms per C-STORE hides everything else: base rows only.
             runs = build_runs(bench, study, args, extras=nodelay)
             say(f"{size}, Orthanc {mode}: {args.repeat} rounds of {', '.join(runs)}")
@@ -417,9 +388,7 @@ def run_size(args: argparse.Namespace, size: str) -> None:
                 f"({study.bytes / 1e6:.0f} MB), Orthanc {mode}, medians of {args.repeat}, "
                 f"DCMTK {args.dcmtk_mode} mode (load average now {loadavg()})"
             )
-            if args.patched and nodelay:
-                title += f"; +patch = {args.patched}"
-            table(title, series)
+            table(title, series, study.instances)
             ours = [m for m in ("move", "get") if m in args.methods]
             if args.flat and nodelay and quarter != args.instances and ours:
                 say(f"memory: our {' and '.join(ours)} of {quarter} instances")
@@ -431,22 +400,13 @@ def run_size(args: argparse.Namespace, size: str) -> None:
                 memory_table(f"Peak RSS of our process, {size} instances, medians", flat)
 
 
-def profile(
-    bench: RetrieveBench,
-    study: Study,
-    small: Study,
-    patched: str | None,
-    label: str,
-    scratch: Path,
-) -> None:
+def profile(bench: RetrieveBench, study: Study, small: Study, label: str, scratch: Path) -> None:
     """Per-stage CPU (probes) on ``study``; cProfile by CPU time on the smaller ``small``."""
     for method in ("move", "get"):
-        for names in [None, patched] if patched else [None]:
-            report = scratch / f"probe-{method}.txt"
-            bench.ours(method, study, probe=report, patched=names)
-            extra = f" + {names}" if names else ""
-            print(f"\n=== stages: workstation.{method}{extra}, {label} ===")
-            print(report.read_text())
+        report = scratch / f"probe-{method}.txt"
+        bench.ours(method, study, probe=report)
+        print(f"\n=== stages: workstation.{method}, {label} ===")
+        print(report.read_text())
         report = scratch / f"profile-{method}.txt"
         bench.ours(method, small, profile=report)
         print(f"\n=== cProfile (CPU time, all threads): workstation.{method}, {small.instances}")

@@ -371,6 +371,20 @@ def alternate(
     return series
 
 
+def round_ratios(ours: Series, base: Series, key: str = "seconds") -> list[float]:
+    """``ours / base`` round by round (:func:`alternate` runs every method once a round)."""
+    pairs = zip(ours.values(key), base.values(key), strict=False)
+    return [a / b for a, b in pairs if b]
+
+
+def ratio_cells(ours: Series, base: Series | None, key: str = "seconds") -> tuple[str, str]:
+    """The median of the per-round ratios ``ours / base`` and their min-max, as table cells."""
+    ratios = round_ratios(ours, base, key) if base is not None else []
+    if not ratios:
+        return "", ""
+    return fmt(median(ratios)), spread(ratios)
+
+
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]

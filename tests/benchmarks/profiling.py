@@ -1,20 +1,26 @@
-"""cProfile over every thread: pynetdicom does its reading and writing on its own threads.
+"""cProfile over every thread, and cheap per-stage probes, for the benchmarks' ``--profile``.
 
-``cProfile`` alone sees only the thread that enabled it, which for a C-FIND is the one that
-iterates the responses, not pynetdicom's DUL reactor that reads the socket, nor (for C-MOVE) the
-storage SCP's association threads that run our C-STORE handler. :func:`profile_threads` gives
-each thread started inside the block its own profiler and merges them with the calling thread's.
+``cProfile`` alone sees only the thread that enabled it. A C-MOVE runs our storage SCP's
+association threads (one per association, reading PDUs and writing the store) and the store
+index's writer thread beside the thread that sends the request and reads the responses.
+:func:`profile_threads` gives each thread started inside the block its own profiler and merges
+them with the calling thread's.
 
 By default every thread is timed with its own CPU clock, so the figures add up to the CPU the
 process burnt and waiting costs nothing; with ``clock="wall"`` ``time.sleep`` and blocking waits
 show as large own time instead: where threads wait, and (calls) how often they poll.
 :func:`report` lists the top functions by own time, waits apart.
+
+:func:`probes` wraps chosen functions of the lean DIMSE engine and the store
+(:data:`RETRIEVE_PROBES`, :data:`FIND_PROBES`) and adds up their thread CPU time per call. A
+target that no longer exists raises :class:`MissingProbe` (rename the probe with the code).
 """
 
 from __future__ import annotations
 
 import contextlib
 import cProfile
+import functools
 import io
 import pstats
 import re
@@ -25,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_PREFIX = re.compile(r"/[^\s:(]*?(?:site-packages|lib/python3\.\d+|work/main)/")
+_PREFIX = re.compile(r"/[^\s:(]*(?:site-packages|lib/python3\.\d+|work/main)/")
 
 #: Built-ins whose own time is waiting, not work (listed apart in the report).
 WAITS = (
@@ -148,39 +154,111 @@ class Probe:
 
 
 #: (module, attribute path in it, label, depth in the report tree). A function imported by name
-#: into another module is probed where it is looked up (``local_store.read_header``).
-RETRIEVE_PROBES: list[tuple[str, str, str, int]] = [
-    ("pynetdicom.dul", "DULServiceProvider._read_pdu_data", "DUL: socket read + PDU decode", 0),
-    ("pynetdicom.dimse", "DIMSEServiceProvider.receive_primitive", "DIMSE: P-DATA -> message", 0),
-    ("pynetdicom.dul", "DULServiceProvider._send", "DUL: PDU encode + socket send", 0),
-    ("pynetdicom.service_class", "StorageServiceClass.SCP", "C-STORE SCP (pynetdicom)", 0),
-    ("pynetdicom.association", "Association._c_store_scp", "C-STORE SCP in C-GET (pynetdicom)", 0),
-    ("workstation.dimse.storage", "StoreSink.handle_store", "our C-STORE handler", 1),
-    ("pynetdicom.events", "Event.encoded_dataset", "event.encoded_dataset() (file meta)", 2),
-    ("workstation.store.local_store", "read_header", "store: header parse (read_header)", 2),
-    ("workstation.store.local_store", "write_atomic", "store: write_atomic", 2),
-    ("workstation.store.writer", "resolve_in_root", "resolve_in_root (path check)", 3),
-    ("workstation.store.writer", "_stage", "temp file write + fsync", 3),
-    ("workstation.store.writer", "_fsync_dirs", "directory fsyncs", 3),
-    ("workstation.store.index", "StoreIndex.submit", "index: queue the record", 3),
-    ("pynetdicom.dimse", "DIMSEServiceProvider.send_msg", "DIMSE: encode + queue a message", 1),
-    ("workstation.store.index", "StoreIndex._apply", "index writer thread: SQLite batches", 0),
+#: into another module is probed where it is looked up (``local_store.read_header``); a method
+#: in the class that defines it. Probes are inclusive: a deeper row is part of the row above it.
+Target = tuple[str, str, str, int]
+
+
+def _arriving(depth: int) -> list[Target]:
+    """An instance's fragments coming in, whoever receives it (our SCP, or C-GET)."""
+    return [
+        ("workstation.dimse.storage", "StoreSink.begin", "StoreSink.begin (file meta)", depth),
+        ("workstation.dimse.storage", "_Incoming.write", "_Incoming.write (fragments)", depth),
+    ]
+
+
+def _storing(depth: int) -> list[Target]:
+    """The last fragment in: the instance's way into the store."""
+    return [
+        ("workstation.dimse.storage", "_Incoming.finish", "_Incoming.finish", depth),
+        ("workstation.dimse.storage", "StoreSink.store_instance", "store_instance", depth + 1),
+        ("workstation.store.local_store", "read_header", "read_header (walk)", depth + 2),
+        ("workstation.store.local_store", "write_atomic", "write_atomic", depth + 2),
+        ("workstation.store.writer", "_stage", "temp file write (+ fsync if durable)", depth + 3),
+        ("workstation.store.writer", "_fsync_dirs", "directory fsyncs (if durable)", depth + 3),
+        ("workstation.store.index", "StoreIndex.submit", "index: queue the record", depth + 3),
+        ("workstation.dimse.retrieval", "Retrieval.on_stored", "retrieve: count it", depth + 2),
+    ]
+
+
+_COMMON: list[Target] = [
+    # every association: socket reads and PDU framing (SCP threads and the requestor)
+    ("workstation.dimse.wire.pdu", "PduReader.read", "PDU read: recv_into + framing (all)", 0),
+    ("workstation.dimse.wire.commands", "decode_command", "command set decode (struct, all)", 0),
+]
+_SCP_PDV: Target = ("workstation.dimse.wire.scp", "_Association._pdv", "SCP: one PDV", 0)
+_SCP_RSP: Target = (
+    "workstation.dimse.wire.scp",
+    "_Association._respond_store",
+    "C-STORE-RSP encode+send",
+    1,
+)
+_SCU_NEXT: Target = (
+    "workstation.dimse.wire.scu",
+    "LeanAssociation._next_message",
+    "SCU: next message (responses; C-GET's C-STOREs)",
+    0,
+)
+_GET_FINISH: Target = (
+    "workstation.dimse.wire.scu",
+    "LeanAssociation._finish_store",
+    "C-GET: finish + C-STORE-RSP",
+    1,
+)
+_AFTER: list[Target] = [
+    # the index writer thread
+    ("workstation.store.index", "StoreIndex._apply", "index writer: one batch", 0),
+    ("workstation.store.local_store", "LocalStore._sync_before_commit", "sync before commit", 1),
+    ("workstation.store.local_store", "sync_filesystem", "syncfs", 2),
+    # the requestor thread, before the C-MOVE or C-GET
     ("workstation.dimse.retrieve", "_plan", "listing C-FINDs (completion check)", 0),
 ]
 
-FIND_PROBES: list[tuple[str, str, str, int]] = [
-    ("pynetdicom.dul", "DULServiceProvider._read_pdu_data", "DUL: socket read + PDU decode", 0),
-    ("pynetdicom.dimse", "DIMSEServiceProvider.receive_primitive", "DIMSE: P-DATA -> message", 0),
-    (
-        "pynetdicom.dimse_messages",
-        "DIMSEMessage.message_to_primitive",
-        "command set -> primitive",
-        1,
-    ),
-    ("pynetdicom.association", "decode", "decode the identifier (pydicom)", 0),
-    ("workstation.dimse.find", "ensure_character_set", "ensure_character_set", 0),
-    ("workstation.cli.query_cmds", "write_json_line", "CLI: DICOM JSON line + flush", 0),
+#: C-MOVE: the instances come through our SCP's association threads.
+RETRIEVE_PROBES: list[Target] = [
+    *_COMMON,
+    _SCP_PDV,
+    *_arriving(1),
+    *_storing(1),
+    _SCP_RSP,
+    _SCU_NEXT,
+    _GET_FINISH,
+    *_AFTER,
 ]
+#: C-GET: the instances come on the association we requested, read by the calling thread.
+GET_PROBES: list[Target] = [
+    *_COMMON,
+    _SCP_PDV,
+    _SCP_RSP,
+    _SCU_NEXT,
+    *_arriving(1),
+    _GET_FINISH,
+    *_storing(2),
+    *_AFTER,
+]
+
+FIND_PROBES: list[Target] = [
+    (
+        "workstation.dimse.wire.scu",
+        "LeanAssociation._next_message",
+        "SCU: next message (PDUs -> command + identifier bytes)",
+        0,
+    ),
+    ("workstation.dimse.wire.pdu", "PduReader.read", "PDU read: recv_into + framing", 1),
+    ("workstation.dimse.wire.commands", "decode_command", "command set decode (struct)", 1),
+    ("workstation.identifiers", "RawIdentifier.__init__", "RawIdentifier(...)", 0),
+    ("workstation.identifiers", "RawIdentifier.dataset", "api: pydicom Dataset + charset", 0),
+    ("workstation.cli.output", "json_line", "--json: one JSON line", 0),
+    ("workstation.identifiers", "RawIdentifier.json_dict", "RawIdentifier.json_dict", 1),
+    ("workstation.cli.output", "JsonLinesWriter.flush", "--json: batched write + flush", 0),
+    ("workstation.cli.output", "CsvWriter.write", "--csv: one row", 0),
+    ("workstation.cli.output", "write_table", "table: the whole table", 0),
+    ("workstation.identifiers", "RawIdentifier.text", "RawIdentifier.text (csv, table)", 1),
+]
+
+
+class MissingProbe(LookupError):
+    """A probe names a function that does not exist (any more): update the probe list."""
 
 
 def _resolve(module: str, path: str) -> tuple[Any, str]:
@@ -193,20 +271,51 @@ def _resolve(module: str, path: str) -> tuple[Any, str]:
     return owner, name
 
 
+def _original(owner: Any, name: str, where: str) -> Any:
+    """The function to wrap: a module's attribute, or a method defined in that very class."""
+    if isinstance(owner, type):
+        if name not in owner.__dict__:
+            defined = next((c.__name__ for c in owner.__mro__ if name in c.__dict__), None)
+            hint = f" (it is defined in {defined}: probe that class)" if defined else ""
+            raise MissingProbe(f"probe target {where} does not exist{hint}")
+        original = owner.__dict__[name]
+    else:
+        original = getattr(owner, name)
+    if isinstance(original, staticmethod | classmethod | property):
+        raise MissingProbe(f"probe target {where} is a {type(original).__name__}: not supported")
+    if not callable(original):
+        raise MissingProbe(f"probe target {where} is not a function")
+    return original
+
+
+def check_probes(targets: list[Target]) -> None:
+    """Raise :class:`MissingProbe` if any target cannot be probed."""
+    for module, path, _label, _depth in targets:
+        where = f"{module}.{path}"
+        try:
+            owner, name = _resolve(module, path)
+        except (ImportError, AttributeError) as exc:
+            raise MissingProbe(f"probe target {where} does not exist ({exc})") from None
+        _original(owner, name, where)
+
+
 @contextlib.contextmanager
-def probes(targets: list[tuple[str, str, str, int]]) -> Iterator[list[Probe]]:
-    """Wrap each target to add up, per call, its thread CPU time and wall time (inclusive)."""
+def probes(targets: list[Target]) -> Iterator[list[Probe]]:
+    """Wrap each target to add up, per call, its thread CPU time and wall time (inclusive).
+
+    Every target must exist: a missing one raises :class:`MissingProbe` before anything is
+    wrapped, so a renamed function cannot silently drop out of the report.
+    """
+    check_probes(targets)
     found: list[Probe] = []
     restore: list[tuple[Any, str, Any]] = []
     for module, path, label, depth in targets:
-        try:
-            owner, name = _resolve(module, path)
-            original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
-        except (ImportError, AttributeError, KeyError):
-            continue  # not in this version: leave it out
+        owner, name = _resolve(module, path)
+        original = _original(owner, name, f"{module}.{path}")
         probe = Probe(label, depth)
         found.append(probe)
 
+        @functools.wraps(original)
         def wrapper(*args: Any, _f: Any = original, _p: Probe = probe, **kwargs: Any) -> Any:
             cpu = time.thread_time_ns()
             wall = time.perf_counter_ns()
@@ -232,6 +341,7 @@ def probe_report(found: list[Probe], *, units: int, unit: str, process_cpu_s: fl
     per_unit = 1e6 * process_cpu_s / units
     out.write(f"process CPU {process_cpu_s:.2f} s = {per_unit:.0f} us per {unit} (of {units})\n")
     out.write(f"{'calls':>7} {'us CPU/call':>11} {'us CPU/' + unit:>14} {'share':>6}  stage\n")
+    idle = [p.label for p in found if not p.calls]
     for p in found:
         if not p.calls:
             continue
@@ -241,4 +351,6 @@ def probe_report(found: list[Probe], *, units: int, unit: str, process_cpu_s: fl
             f"{100 * p.cpu_ns / 1e9 / process_cpu_s:5.1f}%  {'  ' * p.depth}{p.label}"
             f" (wall {p.wall_ns / 1e3 / p.calls:.0f} us/call)\n"
         )
+    if idle:
+        out.write(f"not called: {'; '.join(idle)}\n")
     return out.getvalue()

@@ -1,13 +1,15 @@
 """One retrieve by the workstation in its own process, for clean timing and peak RSS.
 
     python -m tests.benchmarks.retrieve_worker move|get AET@HOST:PORT STUDY_UID --store DIR
-        [--scp-aet WSBENCH --scp-port PORT] [--no-check] [--no-fsync] [--patched NAMES]
-        [--profile FILE]
+        [--scp-aet WSBENCH --scp-port PORT] [--no-check] [--profile FILE] [--probe FILE]
 
 The store is opened and (for C-MOVE) our storage SCP started before the clock starts, as in
 the workstation, where both are up before anyone retrieves. The time covers ``workstation.move``
-or ``workstation.get`` and ``store.flush()`` (every index record committed). One JSON line on
-stdout gives the outcome, the seconds, the CPU seconds and the memory high-water marks.
+or ``workstation.get`` and ``store.flush()`` (every index record committed, after the syncfs
+that makes the batch durable). One JSON line on stdout gives the outcome, the seconds, the CPU
+seconds of the call (every thread) and the memory high-water marks. ``--profile`` writes a
+cProfile report over all threads, ``--probe`` the CPU per stage
+(:data:`tests.benchmarks.profiling.RETRIEVE_PROBES`, ``GET_PROBES``).
 """
 
 from __future__ import annotations
@@ -37,28 +39,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scp-aet", default="WSBENCH")
     parser.add_argument("--scp-port", type=int, default=0)
     parser.add_argument("--no-check", action="store_true")
-    parser.add_argument("--no-fsync", action="store_true")
-    parser.add_argument("--patched", default=None)
     parser.add_argument("--profile", default=None, help="write a cProfile report to this file")
     parser.add_argument("--probe", default=None, help="write a per-stage CPU report to this file")
     args = parser.parse_args(argv)
 
     import workstation as ws
 
-    if args.patched:
-        from tests.benchmarks.patches import apply
-
-        apply(args.patched)
     node = ws.RemoteNode.parse(args.node)
     query = ws.Query.study(StudyInstanceUID=args.study_uid)
     baseline = vm_hwm_mb()
     probing: Any = contextlib.nullcontext([])
-    if args.probe:  # before the SCP starts, so that its C-STORE handler is probed too
-        from tests.benchmarks.profiling import RETRIEVE_PROBES, probes
+    if args.probe:  # before the store and the SCP exist: they bind some methods at start
+        from tests.benchmarks.profiling import GET_PROBES, RETRIEVE_PROBES, probes
 
-        probing = probes(RETRIEVE_PROBES)
+        probing = probes(RETRIEVE_PROBES if args.method == "move" else GET_PROBES)
     with probing as found:
-        store = ws.LocalStore(args.store, fsync=not args.no_fsync)
+        store = ws.LocalStore(args.store)
         scp = None
         if args.method == "move":
             local = ws.LocalAE(args.scp_aet, args.scp_port, "127.0.0.1")
