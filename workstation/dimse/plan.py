@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from workstation.dimse.outcome import ExpectedInstance
 from workstation.dimse.status import Category, describe
 from workstation.errors import DimseTimeout, InvalidInput, OperationFailed
+from workstation.identifiers import RawIdentifier
 from workstation.query import InformationModel, Level, Query
 
 log = logging.getLogger(__name__)
@@ -45,15 +46,34 @@ class RetrievePlan:
         return {i.sop_class_uid for i in self.instances or () if i.sop_class_uid}
 
 
-def _find_all(assoc: Any, model: InformationModel, ds: Dataset) -> list[Dataset]:
+class _Match:
+    """A listing match read straight from its bytes: ``match.SOPInstanceUID`` and
+    ``match.get(keyword, default)`` as on a Dataset, without building one (a retrieve of
+    100,000 instances lists 100,000 of them)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: RawIdentifier) -> None:
+        self.raw = raw
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        if keyword not in self.raw.keywords():
+            return default
+        return self.raw.text(keyword)
+
+    def __getattr__(self, keyword: str) -> str:
+        return self.raw.text(keyword)
+
+
+def _find_all(assoc: Any, model: InformationModel, ds: Dataset) -> list[_Match]:
     matches = []
-    for status, match in assoc.send_c_find(ds, model.find_uid):
-        if not status:
+    for status, match, _ in assoc.find_raw(ds, model.find_uid):
+        if status < 0:
             raise DimseTimeout("the PACS stopped answering while we listed the instances")
-        info = describe(int(status.Status))
+        info = describe(status)
         if info.category is Category.PENDING:
             if match is not None:
-                matches.append(match)
+                matches.append(_Match(RawIdentifier(match.data, implicit_vr=match.implicit_vr)))
         elif info.category is Category.FAILURE:
             raise OperationFailed(f"listing the instances failed: {info}", info.code)
     return matches
@@ -78,13 +98,13 @@ class Planner:
         self.model = query.model
         self.patient_root = query.model is InformationModel.PATIENT_ROOT
 
-    def _find(self, level: Level, **keys: str) -> list[Dataset]:
+    def _find(self, level: Level, **keys: str) -> list[_Match]:
         return _find_all(self.assoc, self.model, _identifier(level, **keys))
 
     def _patient_key(self, patient_id: str) -> dict[str, str]:
         return {"PatientID": patient_id} if self.patient_root else {}
 
-    def resolve(self) -> list[Dataset]:
+    def resolve(self) -> list[_Match]:
         """Matches at the query's level, with the unique keys of that level and above."""
         level = self.query.level
         assert level is not None

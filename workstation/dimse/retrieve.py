@@ -328,9 +328,11 @@ def get(
                     retrieval.run_requests(assoc, plan.requests, send)
         except _RoleRefused as exc:
             retrieval.error = str(exc)
+        sink.drain()  # the last instances are written before the outcome counts them
         retrieval.wait_for_stragglers()
     except NetworkError as exc:
         retrieval.error = str(exc)
+    sink.drain()
     return retrieval.outcome()
 
 

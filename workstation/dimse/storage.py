@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from workstation.nodes import LocalAE
 from workstation.store import LocalStore, StoredInstance
 from workstation.store.filemeta import file_meta
 from workstation.store.local_store import DatasetMismatch
+from workstation.store.records import InstanceRecord
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class StoreSink:
         self.batched_sync = batched_sync
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
+        self._behind: _WriteBehind | None = None
         self.received = 0
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
@@ -68,11 +71,29 @@ class StoreSink:
         return unsubscribe
 
     def store_instance(
-        self, data: bytes | Path, caller: str, expect: tuple[str, str], *, durable: bool = True
+        self,
+        data: bytes | Path,
+        caller: str,
+        expect: tuple[str, str],
+        *,
+        durable: bool = True,
+        defer: bool = False,
     ) -> tuple[int, str | None]:
         """Store a received Part-10 file (bytes, or a temporary file it consumes); return the
-        C-STORE status and comment."""
+        C-STORE status and comment.
+
+        ``defer`` (bytes only): check the data set now (a refusal is answered as usual) but
+        write it on the sink's writer thread, so the sender's next instance arrives while this
+        one is written. For the sub-operations of our own retrieves only: the success then
+        means "received intact"; if our process dies before the write, the instance is
+        missing from the store and the retrieve's check or Retry fetches it again from the
+        PACS, which still holds it.
+        """
         try:
+            if defer and isinstance(data, bytes):
+                record = self.store.check_bytes(data, expect=expect)
+                self._writer().put((record, data, caller))
+                return SUCCESS, None
             if isinstance(data, bytes):
                 stored = self.store.store_bytes(
                     data, source_aet=caller, expect=expect, durable=durable
@@ -93,6 +114,10 @@ class StoreSink:
             log.error("cannot write an instance from %s to the store: %s", caller, exc)
             _discard(data)
             return OUT_OF_RESOURCES, "cannot write to the local store"
+        self._announce(stored)
+        return SUCCESS, None
+
+    def _announce(self, stored: StoredInstance) -> None:
         with self._lock:
             self.received += 1
             subscribers = list(self._subscribers)
@@ -101,7 +126,19 @@ class StoreSink:
                 callback(stored)
             except Exception:
                 log.exception("a storage subscriber failed")
-        return SUCCESS, None
+
+    def _writer(self) -> _WriteBehind:
+        with self._lock:
+            if self._behind is None:
+                self._behind = _WriteBehind(self)
+            return self._behind
+
+    def drain(self) -> None:
+        """Wait until every deferred instance is written (and announced)."""
+        with self._lock:
+            behind = self._behind
+        if behind is not None:
+            behind.drain()
 
     def begin(
         self,
@@ -126,6 +163,7 @@ class StoreSink:
             sop_instance_uid,
             transfer_syntax,
             durable=not (sub_operation or self.batched_sync),
+            defer=sub_operation,
         )
 
 
@@ -141,9 +179,11 @@ class _Incoming:
         syntax: str,
         *,
         durable: bool,
+        defer: bool = False,
     ) -> None:
         self.sink = sink
         self.durable = durable
+        self.defer = defer
         self.caller = caller
         self.expect = (sop_class, sop_instance)
         self.refusal: tuple[int, str | None] | None = None
@@ -183,7 +223,9 @@ class _Incoming:
         if self.path is None:
             data = b"".join(self.parts)
             self.parts = []
-            return self.sink.store_instance(data, self.caller, self.expect, durable=self.durable)
+            return self.sink.store_instance(
+                data, self.caller, self.expect, durable=self.durable, defer=self.defer
+            )
         self._close_file()
         return self.sink.store_instance(self.path, self.caller, self.expect, durable=self.durable)
 
@@ -198,6 +240,47 @@ class _Incoming:
         if self.fd is not None:
             fd, self.fd = self.fd, None
             os.close(fd)
+
+
+class _WriteBehind:
+    """The sink's writer thread for deferred instances; its queue is short, so a sender that
+    outruns the disk waits (memory stays flat: at most ``MAX_QUEUED`` instances of at most
+    SPILL_SIZE each)."""
+
+    MAX_QUEUED = 16
+
+    def __init__(self, sink: StoreSink) -> None:
+        self.sink = sink
+        self.queue: queue.Queue[tuple[InstanceRecord, bytes, str]] = queue.Queue(
+            self.MAX_QUEUED
+        )
+        threading.Thread(target=self._run, name="store-write-behind", daemon=True).start()
+
+    def put(self, item: tuple[InstanceRecord, bytes, str]) -> None:
+        self.queue.put(item)
+
+    def drain(self) -> None:
+        self.queue.join()
+
+    def _run(self) -> None:
+        store = self.sink.store
+        while True:
+            record, data, caller = self.queue.get()
+            try:
+                stored = store.store_checked(record, data, source_aet=caller, durable=False)
+            except (OSError, StoreError) as exc:
+                log.error(
+                    "cannot write an instance from %s to the store (it will be missing from "
+                    "the retrieve): %s",
+                    caller,
+                    exc,
+                )
+            except Exception:
+                log.exception("writing a received instance failed")
+            else:
+                self.sink._announce(stored)
+            finally:
+                self.queue.task_done()
 
 
 def _write_all(fd: int, data: memoryview) -> None:
@@ -335,6 +418,7 @@ class StorageServer(StoreSink):
         with _running_lock:
             _running.pop(server.port, None)
         server.stop()
+        self.drain()
         self.store.flush()
         log.info("storage SCP %s stopped", self.ae_title)
 

@@ -128,6 +128,8 @@ class LocalStore:
         self._pending: dict[str, int] = {}  # relative path -> records published, not committed
         self._listeners: list[Listener] = []
         self._needs_sync = False
+        #: Series folders checked to lie inside the store (see write_atomic's trusted_dirs).
+        self._trusted: set[str] = set()
         self.index = StoreIndex(
             meta / INDEX_NAME, on_commit=self._committed, before_commit=self._sync_before_commit
         )
@@ -164,6 +166,22 @@ class LocalStore:
         """
         record = read_header(data)
         _check_expected(record, expect)
+        return self._store(record, data, move=False, source_aet=source_aet, durable=durable)
+
+    def check_bytes(
+        self, data: bytes, *, expect: tuple[str, str] | None = None
+    ) -> InstanceRecord:
+        """What :meth:`store_bytes` checks before writing anything: the bytes walk to their
+        end and carry usable UIDs (matching ``expect``). Raises as :meth:`store_bytes`; pass
+        the record to :meth:`store_checked` to write the file."""
+        record = read_header(data)
+        _check_expected(record, expect)
+        return record
+
+    def store_checked(
+        self, record: InstanceRecord, data: bytes, *, source_aet: str = "", durable: bool = True
+    ) -> StoredInstance:
+        """Write bytes that :meth:`check_bytes` accepted as ``record``."""
         return self._store(record, data, move=False, source_aet=source_aet, durable=durable)
 
     def store_file(
@@ -261,6 +279,7 @@ class LocalStore:
                     lock=self._guard,
                     on_publish=publish,
                     keep_existing=True,
+                    trusted_dirs=self._trusted,
                 )
             except ContentConflict as conflict:
                 if conflict.path != self.root / rel or self._is_stored(
@@ -344,6 +363,7 @@ class LocalStore:
         """Delete a study's files and rows; return the number of instance rows removed."""
         rel = study_path(study_uid)
         with self._guard:
+            self._trusted.clear()
             taken = self._trash.take([rel])
             future = self.index.submit_delete_study(study_uid)
         return self._finish_delete(future.result, taken)
@@ -356,6 +376,7 @@ class LocalStore:
             series_path(study, series_uid) for study in self.index.series_study_uids(series_uid)
         ]
         with self._guard:
+            self._trusted.clear()
             taken = self._trash.take(rels)
             future = self.index.submit_delete_series(series_uid)
         count = self._finish_delete(future.result, taken)

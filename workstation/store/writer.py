@@ -18,7 +18,6 @@ import logging
 import os
 import shutil
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -64,8 +63,14 @@ def write_atomic(
     lock: AbstractContextManager[object] | None = None,
     on_publish: Callable[[WriteResult], None] | None = None,
     keep_existing: bool = False,
+    trusted_dirs: set[str] | None = None,
 ) -> WriteResult:
     """Put ``data`` (bytes, or the path of a file) at ``root/relpath`` atomically.
+
+    ``trusted_dirs``: folders (relative, POSIX) known to exist inside ``root`` with no link
+    leading out; for those the path is not resolved again and the folders not re-created
+    (each check costs an ``lstat`` per path component). The folder of ``relpath`` is added
+    once checked. The caller forgets a folder when it deletes it.
 
     With ``keep_existing=True`` a final file holding different bytes is never replaced:
     :class:`ContentConflict` is raised instead (the source is left alone).
@@ -82,23 +87,26 @@ def write_atomic(
     the previous version) and no temporary file is left behind.
     """
     root = Path(root)
-    final = resolve_in_root(root, relpath)
+    folder = str(PurePosixPath(relpath).parent)
+    trusted = trusted_dirs is not None and folder in trusted_dirs
+    final = root / relpath if trusted else resolve_in_root(root, relpath)
     size = len(data) if isinstance(data, bytes) else os.stat(data).st_size
     guard: AbstractContextManager[object] = lock if lock is not None else contextlib.nullcontext()
 
-    if _same_content(final, data, size):
-        with guard:
-            # A study deletion may have taken the file away since the comparison.
-            if _has_size(final, size):
-                result = WriteResult(final, size, duplicate=True)
-                if on_publish is not None:
-                    on_publish(result)
-                if move and not isinstance(data, bytes):
-                    _unlink_quietly(Path(data))
-                return result
-
-    if keep_existing and final.exists():
-        raise ContentConflict(final)
+    existing = _size_of(final)
+    if existing is not None:
+        if existing == size and _same_content(final, data, size):
+            with guard:
+                # A study deletion may have taken the file away since the comparison.
+                if _has_size(final, size):
+                    result = WriteResult(final, size, duplicate=True)
+                    if on_publish is not None:
+                        on_publish(result)
+                    if move and not isinstance(data, bytes):
+                        _unlink_quietly(Path(data))
+                    return result
+        if keep_existing and final.exists():
+            raise ContentConflict(final)
 
     temp = _stage(root, data, move=move, fsync=fsync)
     try:
@@ -111,8 +119,10 @@ def write_atomic(
                     on_publish(result)
                 _unlink_quietly(temp)
                 return result
-            created = _makedirs(root, final.parent)
+            created = [] if trusted else _makedirs(root, final.parent)
             os.replace(temp, final)
+            if trusted_dirs is not None and not trusted:
+                trusted_dirs.add(folder)  # under the lock a deletion also takes
             result = WriteResult(final, size, duplicate=False)
             if on_publish is not None:
                 on_publish(result)
@@ -158,15 +168,24 @@ def temp_path(root: Path) -> Path:
     incoming = root / INCOMING_DIR
     if not incoming.is_dir():
         incoming.mkdir(mode=0o700, exist_ok=True)
-    return incoming / f"{uuid.uuid4().hex}{TEMP_SUFFIX}"
+    return incoming / _temp_name()
+
+
+def _temp_name() -> str:
+    return f"{os.urandom(16).hex()}{TEMP_SUFFIX}"
 
 
 def _stage(root: Path, data: Source, *, move: bool, fsync: bool) -> Path:
     """A complete, fsynced copy of ``data`` in ``.incoming``."""
-    temp = temp_path(root)
     if isinstance(data, bytes):
-        _write_new(temp, [memoryview(data)], fsync=fsync)
+        temp = root / INCOMING_DIR / _temp_name()
+        try:
+            _write_new(temp, [memoryview(data)], fsync=fsync)
+        except FileNotFoundError:  # .incoming itself is gone: make it, once
+            temp = temp_path(root)
+            _write_new(temp, [memoryview(data)], fsync=fsync)
         return temp
+    temp = temp_path(root)
     source = Path(data)
     if move:
         try:
@@ -266,6 +285,13 @@ def _load_syncfs() -> Callable[[int], int] | None:
 
 
 _SYNCFS = _load_syncfs() if sys.platform.startswith("linux") else None
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
 
 
 def _has_size(path: Path, size: int) -> bool:

@@ -477,7 +477,7 @@ class LeanAssociation:
 
     def send_c_move(
         self, identifier: Dataset, move_aet: str, query_model: str, msg_id: int = 1, **_: Any
-    ) -> Iterator[tuple[Dataset, Dataset | None]]:
+    ) -> Iterator[tuple[StatusView, Dataset | None]]:
         query_model = str(query_model)
         cid = self._context(query_model)
         request = cmd.c_move_rq(msg_id, query_model, str(move_aet))
@@ -486,15 +486,13 @@ class LeanAssociation:
 
     def send_c_get(
         self, identifier: Dataset, query_model: str, msg_id: int = 1, **_: Any
-    ) -> Iterator[tuple[Dataset, Dataset | None]]:
+    ) -> Iterator[tuple[StatusView, Dataset | None]]:
         query_model = str(query_model)
         cid = self._context(query_model)
         self._send_message(cid, cmd.c_get_rq(msg_id, query_model), self._encode(cid, identifier))
         yield from self._retrieve_responses(cid, msg_id)
 
-    def _retrieve_responses(self, cid: int, msg_id: int) -> Iterator[tuple[Dataset, Any]]:
-        from pydicom.dataset import Dataset
-
+    def _retrieve_responses(self, cid: int, msg_id: int) -> Iterator[tuple[StatusView, Any]]:
         syntax = self.negotiated.contexts[cid][1]
         final = False
         for _, command, data in self._responses(msg_id):
@@ -505,9 +503,9 @@ class LeanAssociation:
                     data = _inflate(data)
                 with contextlib.suppress(Exception):  # a damaged identifier is not fatal
                     identifier = _decode(RawMatch(data, syntax == IMPLICIT_VR_LE))
-            yield _status_dataset(command), identifier
+            yield StatusView(command), identifier
         if not final:
-            yield Dataset(), None
+            yield StatusView(), None
 
     def store_raw(
         self,
@@ -549,6 +547,47 @@ _STATUS_KEYWORDS = {
     cmd.NUMBER_OF_WARNING_SUBOPERATIONS: "NumberOfWarningSuboperations",
     cmd.ERROR_COMMENT: "ErrorComment",
 }
+
+
+class _Element:
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+class StatusView:
+    """A response's status and counters, read the way a pydicom status Dataset is read
+    (``status.Status``, ``"Keyword" in status``, ``status[keyword].value``); empty (false)
+    when the association ended without a response. One per C-MOVE/C-GET pending response,
+    so it is a dict lookup, not a Dataset."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, command: dict[int, object] | None = None) -> None:
+        self._values = {
+            keyword: command[tag]
+            for tag, keyword in _STATUS_KEYWORDS.items()
+            if command is not None and command.get(tag) is not None
+        }
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def __contains__(self, keyword: object) -> bool:
+        return keyword in self._values
+
+    def __getitem__(self, keyword: str) -> _Element:
+        return _Element(self._values[keyword])
+
+    def __getattr__(self, keyword: str) -> object:
+        try:
+            return self._values[keyword]
+        except KeyError:
+            raise AttributeError(keyword) from None
+
+    def get(self, keyword: str, default: object = None) -> object:
+        return self._values.get(keyword, default)
 
 
 def _status_dataset(command: dict[int, object]) -> Dataset:
