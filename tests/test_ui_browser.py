@@ -466,13 +466,16 @@ def test_nodes_dialog_round_trips_a_node_through_the_settings(qtbot: Any, config
     type_into(qtbot, dialog.port_edit, "4242")
     dialog.method_combo.setCurrentIndex(1)
     dialog.connect_spin.setValue(5)
+    dialog.lanes_spin.setValue(3)
     type_into(qtbot, dialog.local_ae_edit, "MYWS")
     type_into(qtbot, dialog.callers_edit, "ORTHANC, CT01")
     assert dialog.node_error.text() == "" and dialog.local_error.text() == ""
     dialog.accept()
     assert dialog.result() == QDialog.DialogCode.Accepted
 
-    expected = RemoteNode("ORTHANC", "127.0.0.1", 4242, "Orthanc", RetrieveMethod.GET, 5.0)
+    expected = RemoteNode(
+        "ORTHANC", "127.0.0.1", 4242, "Orthanc", RetrieveMethod.GET, 5.0, retrieve_associations=3
+    )
     saved = settings.load()
     assert saved.nodes == {"Orthanc": expected} and dialog.settings() == saved
     assert saved.ae_title == "MYWS" and saved.allowed_callers == ["ORTHANC", "CT01"]
@@ -480,7 +483,7 @@ def test_nodes_dialog_round_trips_a_node_through_the_settings(qtbot: Any, config
     again = NodesDialog(saved)
     qtbot.addWidget(again)
     assert again.node_list.count() == 1 and again.port_edit.text() == "4242"
-    assert again.method_combo.currentText() == "C-GET"
+    assert again.method_combo.currentText() == "C-GET" and again.lanes_spin.value() == 3
 
 
 def test_nodes_dialog_shows_invalid_input_inline(qtbot: Any, config_dir: Path) -> None:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSpinBox,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -58,6 +59,7 @@ class NodeDraft:
     retrieve_method: RetrieveMethod = RetrieveMethod.MOVE
     connect_timeout: float = 10.0
     dimse_timeout: float = 30.0
+    retrieve_associations: int = 1
 
     @classmethod
     def of(cls, node: RemoteNode) -> NodeDraft:
@@ -75,6 +77,7 @@ class NodeDraft:
             retrieve_method=self.retrieve_method,
             connect_timeout=self.connect_timeout,
             dimse_timeout=self.dimse_timeout,
+            retrieve_associations=self.retrieve_associations,
         )
 
 
@@ -141,6 +144,13 @@ class NodesDialog(QDialog):
             self.method_combo.addItem(label, method)
         self.connect_spin = _seconds(1, 600)
         self.dimse_spin = _seconds(1, 3600)
+        self.lanes_spin = QSpinBox()
+        self.lanes_spin.setRange(1, 16)
+        self.lanes_spin.setMaximumWidth(110)
+        self.lanes_spin.setToolTip(
+            "Retrieve a study series by series over this many associations at once. Leave 1 "
+            "unless the PACS allows several associations from this workstation."
+        )
         self.node_error = _message_label()
         self.echo_button = QPushButton("Echo")
         self.echo_button.setToolTip("Send a C-ECHO to check the node answers")
@@ -154,6 +164,7 @@ class NodesDialog(QDialog):
         form.addRow("Retrieve with", self.method_combo)
         form.addRow("Connect timeout", self.connect_spin)
         form.addRow("Response timeout", self.dimse_spin)
+        form.addRow("Parallel associations", self.lanes_spin)
         echo_row = QHBoxLayout()
         echo_row.addWidget(self.echo_button)
         echo_row.addWidget(self.echo_result, 1)
@@ -169,6 +180,7 @@ class NodesDialog(QDialog):
         self.method_combo.currentIndexChanged.connect(self._form_edited)
         self.connect_spin.valueChanged.connect(self._form_edited)
         self.dimse_spin.valueChanged.connect(self._form_edited)
+        self.lanes_spin.valueChanged.connect(self._form_edited)
         self.echo_button.clicked.connect(self.run_echo)
 
         page = QWidget()
@@ -250,6 +262,7 @@ class NodesDialog(QDialog):
             )
             self.connect_spin.setValue(shown.connect_timeout)
             self.dimse_spin.setValue(shown.dimse_timeout)
+            self.lanes_spin.setValue(shown.retrieve_associations)
         finally:
             self._loading = False
         self._check_draft(row)
@@ -266,6 +279,7 @@ class NodesDialog(QDialog):
         draft.retrieve_method = RetrieveMethod(self.method_combo.currentData())
         draft.connect_timeout = self.connect_spin.value()
         draft.dimse_timeout = self.dimse_spin.value()
+        draft.retrieve_associations = self.lanes_spin.value()
         item = self.node_list.item(row)
         item.setText(draft.name or "(unnamed)")
         self.echo_result.setText("")
