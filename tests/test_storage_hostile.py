@@ -282,3 +282,18 @@ def test_a_retrieve_reports_a_differing_copy_and_keeps_the_stored_one(  # type: 
         assert kept.path.read_bytes() == out.getvalue()  # never replaced
         (aside,) = (store.root / ".conflicts").iterdir()
         assert dcmread(aside).PatientName == dcmread(BytesIO(orthanc.file_bytes(uid))).PatientName
+
+
+def test_a_c_store_of_another_sop_class_than_its_context_is_refused(scp: ws.StorageServer) -> None:
+    part10 = make_instance(sop_uid(10))
+    assoc = _associate(scp)
+    try:
+        cid = assoc.negotiated.context_for(CTImageStorage)
+        assert cid is not None
+        mr = "1.2.840.10008.5.1.4.1.1.4"
+        assoc._send_message(cid, cmd.c_store_rq(1, mr, sop_uid(10)), _data_set(part10))
+        ((_, response, _),) = list(assoc._responses(1))
+    finally:
+        assoc.release()
+    assert response[cmd.STATUS] == 0x0122
+    assert _dcm_files(scp.store.root) == []

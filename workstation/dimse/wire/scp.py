@@ -59,7 +59,6 @@ MAX_WAITING = 64
 
 # C-STORE statuses (PS3.4 B.2.3) and the general ones we use (PS3.7 C)
 SUCCESS = 0x0000
-UNRECOGNIZED_OPERATION = 0x0211
 SOP_CLASS_NOT_SUPPORTED = 0x0122
 
 
@@ -358,10 +357,9 @@ class _Association:
             _, command = self.pending
             self.pending = None
             incoming, self.incoming = self.incoming, None
-            status, comment = (UNRECOGNIZED_OPERATION, None)
-            if incoming is not None:
-                status, comment = incoming.finish()
-                self.received += 1
+            assert incoming is not None  # set with every pending C-STORE
+            status, comment = incoming.finish()
+            self.received += status == SUCCESS
             self._respond_store(context_id, command, status, comment)
 
     def _command(self, context_id: int, command: dict[int, object]) -> None:
@@ -385,8 +383,9 @@ class _Association:
                 sop_class,
                 abstract,
             )
-            self.incoming = None  # answered with "SOP class not supported" after the data
-            self.pending = (context_id, {**command, 0xFFFFFFFF: SOP_CLASS_NOT_SUPPORTED})
+            self.incoming = _Refused(
+                SOP_CLASS_NOT_SUPPORTED, "the SOP class differs from the presentation context's"
+            )
             return
         self.incoming = self.acceptor.receiver.begin(
             self.negotiated,
@@ -399,9 +398,6 @@ class _Association:
     def _respond_store(
         self, context_id: int, command: dict[int, object], status: int, comment: str | None
     ) -> None:
-        forced = command.get(0xFFFFFFFF)
-        if isinstance(forced, int):
-            status, comment = forced, "the SOP class differs from the presentation context's"
         message_id = command.get(cmd.MESSAGE_ID, 0)
         self._send(
             context_id,
@@ -419,6 +415,23 @@ class _Association:
             self.conn,
             p_data(context_id, command_set, command=True, max_pdu=self.negotiated.peer_max_pdu),
         )
+
+
+class _Refused:
+    """An instance refused when its command arrived: its data is read and dropped, and the
+    refusal answered after the last fragment."""
+
+    def __init__(self, status: int, comment: str) -> None:
+        self.answer = (status, comment)
+
+    def write(self, data: memoryview) -> None:
+        pass
+
+    def finish(self) -> tuple[int, str | None]:
+        return self.answer
+
+    def abandon(self) -> None:
+        pass
 
 
 def _send_quietly(conn: socket.socket, pdu: bytes) -> None:
