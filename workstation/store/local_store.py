@@ -54,6 +54,7 @@ or files in ``.trash``, which start-up deletes; never rows that silently point n
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -168,9 +169,7 @@ class LocalStore:
         _check_expected(record, expect)
         return self._store(record, data, move=False, source_aet=source_aet, durable=durable)
 
-    def check_bytes(
-        self, data: bytes, *, expect: tuple[str, str] | None = None
-    ) -> InstanceRecord:
+    def check_bytes(self, data: bytes, *, expect: tuple[str, str] | None = None) -> InstanceRecord:
         """What :meth:`store_bytes` checks before writing anything: the bytes walk to their
         end and carry usable UIDs (matching ``expect``). Raises as :meth:`store_bytes`; pass
         the record to :meth:`store_checked` to write the file."""
@@ -269,33 +268,26 @@ class LocalStore:
             if previous is not None and previous != str(rel) and (self.root / previous).exists():
                 # The same instance under another study or series: keep the stored one.
                 raise ContentConflict(self.root / previous)
+            write = functools.partial(
+                write_atomic,
+                self.root,
+                rel,
+                data,
+                move=move,
+                fsync=synced,
+                lock=self._guard,
+                on_publish=publish,
+                trusted_dirs=self._trusted,
+            )
             try:
-                result = write_atomic(
-                    self.root,
-                    rel,
-                    data,
-                    move=move,
-                    fsync=synced,
-                    lock=self._guard,
-                    on_publish=publish,
-                    keep_existing=True,
-                    trusted_dirs=self._trusted,
-                )
+                result = write(keep_existing=True)
             except ContentConflict as conflict:
                 if conflict.path != self.root / rel or self._is_stored(
                     str(rel), record.sop_instance_uid
                 ):
                     raise
                 # A file nobody indexed (left by a write a power cut interrupted): replace it.
-                result = write_atomic(
-                    self.root,
-                    rel,
-                    data,
-                    move=move,
-                    fsync=synced,
-                    lock=self._guard,
-                    on_publish=publish,
-                )
+                result = write(keep_existing=False)
         except ContentConflict as conflict:
             return self._set_aside(record, data, conflict.path, move=move, source_aet=source_aet)
         except OSError as exc:

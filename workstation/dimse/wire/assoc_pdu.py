@@ -9,8 +9,9 @@ Encoding is byte for byte what pynetdicom sends for the same association.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 
@@ -107,24 +108,7 @@ class AssociateRQ:
     @classmethod
     def decode(cls, body: bytes | memoryview) -> AssociateRQ:
         """Decode the PDU after its 6-byte header; raises :class:`AssociationPduError`."""
-        data = bytes(body)
-        version, called, calling, application, found, user = _decode_pdu(
-            data, "A-ASSOCIATE-RQ", CONTEXT_RQ_ITEM
-        )
-        contexts = [_decode_context_rq(data, start, end) for start, end in found]
-        _check_unique(cx.context_id for cx in contexts)
-        return cls(
-            called_ae=called,
-            calling_ae=calling,
-            application_context=application,
-            contexts=contexts,
-            max_length=user.max_length,
-            implementation_class_uid=user.implementation_class_uid,
-            implementation_version_name=user.implementation_version_name,
-            roles=user.roles,
-            protocol_version=version,
-            other_user_items=user.other,
-        )
+        return cls(**_decoded(body, "A-ASSOCIATE-RQ", CONTEXT_RQ_ITEM, _decode_context_rq))
 
 
 @dataclass
@@ -151,24 +135,32 @@ class AssociateAC:
     @classmethod
     def decode(cls, body: bytes | memoryview) -> AssociateAC:
         """Decode the PDU after its 6-byte header; raises :class:`AssociationPduError`."""
-        data = bytes(body)
-        version, called, calling, application, found, user = _decode_pdu(
-            data, "A-ASSOCIATE-AC", CONTEXT_AC_ITEM
-        )
-        contexts = [_decode_context_ac(data, start, end) for start, end in found]
-        _check_unique(cx.context_id for cx in contexts)
-        return cls(
-            called_ae=called,
-            calling_ae=calling,
-            application_context=application,
-            contexts=contexts,
-            max_length=user.max_length,
-            implementation_class_uid=user.implementation_class_uid,
-            implementation_version_name=user.implementation_version_name,
-            roles=user.roles,
-            protocol_version=version,
-            other_user_items=user.other,
-        )
+        return cls(**_decoded(body, "A-ASSOCIATE-AC", CONTEXT_AC_ITEM, _decode_context_ac))
+
+
+def _decoded(
+    body: bytes | memoryview,
+    name: str,
+    context_item: int,
+    decode_context: Callable[[bytes, int, int], Any],
+) -> dict[str, Any]:
+    """The fields an A-ASSOCIATE-RQ or -AC decodes to, as keyword arguments."""
+    data = bytes(body)
+    version, called, calling, application, found, user = _decode_pdu(data, name, context_item)
+    contexts = [decode_context(data, start, end) for start, end in found]
+    _check_unique(cx.context_id for cx in contexts)
+    return {
+        "called_ae": called,
+        "calling_ae": calling,
+        "application_context": application,
+        "contexts": contexts,
+        "max_length": user.max_length,
+        "implementation_class_uid": user.implementation_class_uid,
+        "implementation_version_name": user.implementation_version_name,
+        "roles": user.roles,
+        "protocol_version": version,
+        "other_user_items": user.other,
+    }
 
 
 def encode_rj(result: int, source: int, reason: int) -> bytes:
