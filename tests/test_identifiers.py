@@ -6,16 +6,21 @@ the bytes (``read_dataset``, as pynetdicom does) followed by ``ensure_character_
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import csv
 import io
 import json
+import pickle
 import random
 import struct
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from io import BytesIO
 from typing import Any
+from unittest import mock
 
 import pytest
 from pydicom import config
@@ -27,6 +32,7 @@ from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from workstation import identifiers as identifiers_module
 from workstation.charset import ensure_character_set
 from workstation.cli import output
 from workstation.identifiers import RawIdentifier
@@ -112,6 +118,7 @@ def check(data: bytes, implicit: bool, *, absent: Sequence[str] = ABSENT) -> Raw
     """RawIdentifier(data) gives what pydicom + ensure_character_set gives, in every respect."""
     raw = RawIdentifier(data, implicit_vr=implicit)
     read = outcome(lambda: reference(data, implicit))
+    same_dataset(data, implicit)
     if read[0] != "ok":  # pydicom cannot read the bytes: neither can we
         assert outcome(raw.json_dict) == outcome(raw.keywords) == read
         assert outcome(lambda: raw.text("PatientName")) == read
@@ -153,6 +160,111 @@ def same_json(got: tuple[str, Any], want: tuple[str, Any], data: bytes) -> None:
     assert text == json.dumps(want[1], ensure_ascii=False), data
     if "NaN" not in text:  # NaN != NaN
         assert got[1] == want[1], data
+
+
+# -- the dataset, in every respect -----------------------------------------------------------------
+
+
+def recorded(function: Callable[[], Any]) -> tuple[tuple[Any, ...], list[tuple[str, str]]]:
+    """The outcome of ``function`` (a result, or the type and message of its exception) and
+    the warnings it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result: tuple[Any, ...] = ("ok", function())
+        except Exception as exc:
+            result = ("raises", type(exc).__name__, str(exc))
+    return result, [(w.category.__name__, str(w.message)) for w in caught]
+
+
+def plain(value: Any) -> Any:
+    """A comparable picture of a pydicom object: types, reprs and every attribute, and for a
+    dataset each element as converted by ``ds[tag]`` (outcome and warnings), in order."""
+    if isinstance(value, Dataset):
+        attributes = {k: plain(v) for k, v in vars(value).items() if k != "_dict"}
+        elements = [
+            (type(tag).__name__, int(tag), recorded(partial(lambda t: plain(value[t]), tag)))
+            for tag in list(value.keys())
+        ]
+        return type(value).__name__, attributes, elements
+    if isinstance(value, weakref.ref):
+        return "weakref"
+    if isinstance(value, dict):
+        return "dict", [(plain(k), plain(v)) for k, v in value.items()]
+    picture: list[Any] = [type(value).__name__]
+    if value is None or isinstance(value, str | bytes | int | float | type):
+        picture.append(repr(value))
+    if isinstance(value, list | tuple):  # RawDataElement too
+        picture.append([plain(v) for v in value])
+    if hasattr(value, "__dict__") and not isinstance(value, type) and not callable(value):
+        picture.append({k: plain(v) for k, v in vars(value).items()})
+    elif callable(value):  # a function, maybe a closure made for each value
+        picture.append(getattr(value, "__qualname__", None) or repr(value))
+    return picture
+
+
+def stored(ds: Dataset) -> Any:
+    """The dataset as stored, converting nothing: its attributes and its ``_dict``."""
+    attributes = {k: plain(v) for k, v in vars(ds).items() if k != "_dict"}
+    return attributes, [(type(k).__name__, int(k), plain(e)) for k, e in ds._dict.items()]
+
+
+def written(ds: Dataset, implicit: bool) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_implicit_VR = implicit
+    fp.is_little_endian = True
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+DATASET_VIEWS: list[Callable[[Dataset, bool], Any]] = [
+    lambda ds, implicit: stored(ds),
+    lambda ds, implicit: stored(pickle.loads(pickle.dumps(ds))),  # (VR strings are shared)
+    lambda ds, implicit: stored(copy.deepcopy(ds)),
+    lambda ds, implicit: written(ds, implicit),  # raw elements as they are
+    lambda ds, implicit: (ds.original_encoding, ds.original_character_set, ds._character_set),
+    lambda ds, implicit: (ds.is_original_encoding, ds.is_implicit_VR, ds.is_little_endian),
+    lambda ds, implicit: (plain(ds.get("SpecificCharacterSet")), "SpecificCharacterSet" in ds),
+    lambda ds, implicit: repr(ds.to_json_dict()),  # repr: NaN, dates
+    lambda ds, implicit: str(ds),
+    lambda ds, implicit: plain(ds),
+    lambda ds, implicit: written(ds, implicit),  # converted
+    lambda ds, implicit: written(ds, not implicit),
+    lambda ds, implicit: stored(ds),
+]
+
+
+def same_dataset(data: bytes, implicit: bool) -> None:
+    """RawIdentifier(data).dataset() is read_dataset + ensure_character_set in every respect:
+    the same warnings or exception making it, the same attributes and stored elements (raw or
+    not), then the same encoding attributes, (0008,0005), JSON, printed text, converted
+    elements (sequences' items and their attributes included) and written bytes, step by step.
+    """
+    fast, fast_warnings = recorded(lambda: RawIdentifier(data, implicit_vr=implicit).dataset())
+    want, want_warnings = recorded(lambda: reference(data, implicit))
+    assert fast_warnings == want_warnings, data
+    assert fast[:1] == want[:1], (fast, want, data)
+    if want[0] != "ok":
+        assert fast == want, data
+        return
+    for number, view in enumerate(DATASET_VIEWS):
+        assert recorded(partial(view, fast[1], implicit)) == recorded(
+            partial(view, want[1], implicit)
+        ), (number, data)
+
+
+def uses_read_dataset(data: bytes, implicit: bool) -> bool:
+    """Whether RawIdentifier(data).dataset() falls back to pydicom's reader."""
+    with (
+        mock.patch.object(
+            identifiers_module, "read_dataset", wraps=identifiers_module.read_dataset
+        ) as read,
+        warnings.catch_warnings(),
+        contextlib.suppress(Exception),
+    ):
+        warnings.simplefilter("ignore")
+        RawIdentifier(data, implicit_vr=implicit).dataset()
+    return bool(read.called)
 
 
 # -- encoding -------------------------------------------------------------------------------------
@@ -738,3 +850,192 @@ def test_random_flat_identifiers() -> None:
         if raw._walked() is not None:
             fast += 1
     assert fast == 400  # all of them walk: no whole-identifier fallback
+
+
+# -- the dataset, built from the walk -------------------------------------------------------------
+
+
+def nested_sequences(implicit: bool, charset: str | None = "ISO_IR 100") -> bytes:
+    """Defined-length sequences with text, numbers, private tags, an empty sequence, an item of
+    undefined length inside a sequence of defined length, and a sequence inside an item."""
+    ds = study(SpecificCharacterSet=charset)
+    inner = Dataset()
+    inner.CodeValue = "T-04000"
+    inner.CodeMeaning = "Brüst"
+    item = Dataset()
+    item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    item.ReferencedSOPInstanceUID = "1.2.3.4.5"
+    item.PatientWeight = "72.5"
+    item.ConceptNameCodeSequence = DicomSequence([inner])
+    block = item.private_block(0x0009, "ACME 1.0", create=True)
+    block.add_new(0x01, "LO", "Prïvate")
+    odd = Dataset()
+    odd.StudyComments = "Größe"
+    odd.is_undefined_length_sequence_item = True
+    ds.ReferencedStudySequence = DicomSequence([item, odd])
+    ds.ProcedureCodeSequence = DicomSequence([])  # empty, length 0
+    return encode(ds, implicit)
+
+
+def dataset_cases(implicit: bool) -> Iterator[bytes]:
+    """Identifiers whose dataset is built from the walk."""
+    yield from identifiers(implicit)
+    yield encode(study(), implicit)
+    yield default_key_identifier(Level.STUDY, implicit)
+    yield default_key_identifier(None, implicit)
+    yield nested_sequences(implicit)
+    yield nested_sequences(implicit, charset=None)
+    yield encode(image(), implicit)
+    yield encode(Dataset(), implicit)
+    for charset in [b"", b"  ", b"ISO_IR 100", b"iso_ir 100", b"ISO_IR 100\\ISO_IR 192", b"\\"]:
+        for name in [b"Doe^John", "Grün".encode(), "Grün".encode("latin-1"), b""]:
+            elements = [
+                (0x00080005, "CS", charset),
+                (0x00080020, "DA", b""),
+                (0x00091001, "LO", b""),  # private, empty: None in implicit VR
+                (0x00100010, "PN", name),
+                (0x00201208, "IS", b""),
+            ]
+            yield pack(elements, implicit)
+            yield pack(elements[1:], implicit)  # undeclared
+    private = [(0x00090010, "LO", b"ACME 1.0"), (0x00091001, "LO", b""), (0x00091002, "US", b"")]
+    yield pack(private, implicit)  # an empty private element after its creator, undeclared
+    for creator in [b"ACME 1.0", "Ünï".encode(), "Ünï".encode("latin-1")]:
+        for name in [b"Doe", "Grün".encode(), "Grün".encode("latin-1")]:
+            elements = [
+                (0x00090010, "LO", creator),
+                (0x00091002, "US", b""),
+                (0x00100010, "PN", name),
+                (0x00100020, "LO", b""),
+            ]
+            yield pack(elements, implicit)
+    group_zero = [(0x00000000, "UL", b"\x04\0\0\0"), (0x00000902, "LO", b"x ")]
+    yield pack(group_zero, implicit)  # tag 0, falsy
+
+
+@BOTH
+def test_empty_values_of_every_vr(implicit: bool) -> None:
+    """read_dataset keeps empty_value_for_VR(VR, raw=True): b"", or None (numbers, bytes,
+    implicit VR)."""
+    by_vr: dict[str, int] = {}
+    for tag, (vr, _vm, _name, retired, keyword) in sorted(DicomDictionary.items()):
+        if keyword and not retired and vr in identifiers_module._KNOWN_VRS:
+            by_vr.setdefault(vr, tag)
+    assert len(by_vr) == len(identifiers_module._KNOWN_VRS)
+    elements = [(tag, vr, b"") for vr, tag in sorted(by_vr.items(), key=lambda item: item[1])]
+    for data in [
+        pack(elements, implicit),
+        pack([(0x00080005, "CS", b"ISO_IR 100"), *elements], implicit),
+    ]:
+        check(data, implicit)
+        assert not uses_read_dataset(data, implicit)
+
+
+@BOTH
+def test_the_dataset_is_built_from_the_walk(implicit: bool) -> None:
+    for data in dataset_cases(implicit):
+        check(data, implicit)
+        assert not uses_read_dataset(data, implicit), data
+
+
+@BOTH
+def test_undeclared_out_of_order(implicit: bool) -> None:
+    """An empty private element before its creator: pydicom converts the creator (reading the
+    element's VR, or setting its private_creator) before guess_character_set reads its text."""
+    for creator in ["Ünï".encode(), "Ünï".encode("latin-1"), b"ACME"]:
+        for name in ["Grün".encode(), "Grün".encode("latin-1"), b"Doe"]:
+            elements = [
+                (0x00100010, "PN", name),
+                (0x00091002, "US", b""),
+                (0x00090010, "LO", creator),
+                (0x00100020, "LO", b""),
+            ]
+            check(pack(elements, implicit), implicit)
+
+
+def test_random_identifiers_build_their_dataset_from_the_walk() -> None:
+    for data, implicit in random_cases(150):
+        assert not uses_read_dataset(data, implicit), data
+
+
+@BOTH
+def test_datasets_that_need_pydicoms_reader(implicit: bool) -> None:
+    cases = [
+        encode(worklist(True), implicit),  # undefined-length sequence and item
+        pack([(0x00080020, "DA", b"20200101")], not implicit),  # the other VR encoding
+        pack([(0x00100010, "PN", b"Doe^John")], implicit)[:-2],  # truncated
+    ]
+    if not implicit:
+        cases.append(pack([(0x00080005, "UN", b"ISO_IR 192"), (0x00100010, "PN", b"X")], False))
+        cases.append(pack([(0x00080005, "LO", b"ISO_IR 192"), (0x00100010, "PN", b"X")], False))
+    for data in cases:
+        check(data, implicit)
+        assert uses_read_dataset(data, implicit), data
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["datetime_conversion", "DS_decimal", "use_none_as_empty", "RAISE", "hook", "debugging"],
+)
+def test_other_pydicom_settings_read_the_dataset_with_pydicom(
+    monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    if setting == "datetime_conversion":
+        monkeypatch.setattr(config, "datetime_conversion", True)
+    elif setting == "DS_decimal":
+        monkeypatch.setattr(config, "use_DS_decimal", True)
+    elif setting == "use_none_as_empty":
+        monkeypatch.setattr(config, "use_none_as_empty_text_VR_value", True)
+    elif setting == "RAISE":
+        monkeypatch.setattr(config.settings, "reading_validation_mode", config.RAISE)
+    elif setting == "hook":
+        monkeypatch.setattr(pydicom_hooks.hooks, "raw_element_kwargs", {"unused": True})
+    else:
+        monkeypatch.setattr(config, "debugging", True)
+    for implicit in (True, False):
+        for data in [encode(study(), implicit), nested_sequences(implicit, charset=None)]:
+            check(data, implicit)
+            assert uses_read_dataset(data, implicit)
+
+
+@pytest.mark.parametrize("setting", ["IGNORE", "future", "replace_un", "wrong_length"])
+def test_settings_read_at_conversion_keep_the_walk(
+    monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    """Settings pydicom reads only when converting the elements (the same code for both)."""
+    if setting == "IGNORE":
+        monkeypatch.setattr(config.settings, "reading_validation_mode", config.IGNORE)
+    elif setting == "future":
+        monkeypatch.setattr(config, "_use_future", True)
+    elif setting == "replace_un":
+        monkeypatch.setattr(config, "replace_un_with_known_vr", False)
+    else:
+        monkeypatch.setattr(config, "convert_wrong_length_to_UN", True)
+    for implicit in (True, False):
+        for data in [
+            encode(study(), implicit),
+            nested_sequences(implicit, charset=None),
+            pack([(0x00080020, "UN", b"20200101"), (0x00280010, "US", b"\x01")], implicit),
+        ]:
+            check(data, implicit)
+            assert not uses_read_dataset(data, implicit)
+
+
+@BOTH
+def test_the_dataset_is_made_once_and_shares_nothing(implicit: bool) -> None:
+    data = encode(study(), implicit)
+    raw = RawIdentifier(data, implicit_vr=implicit)
+    assert raw.dataset() is raw.dataset()
+    assert raw.json_dict() == raw.dataset().to_json_dict()
+    first, second = raw.dataset(), RawIdentifier(data, implicit_vr=implicit).dataset()
+    for name, value in vars(first).items():
+        if isinstance(value, dict | list):
+            assert value is not vars(second)[name], name
+    first.private_block(0x0009, "ACME 1.0", create=True).add_new(0x01, "LO", "x")
+    first.PatientName = "Changed"
+    assert vars(second)["_private_blocks"] == {}
+    assert 0x00090010 not in second
+    assert second.PatientName == "Müller^Jürgen^^Dr.^"
+    assert stored(RawIdentifier(data, implicit_vr=implicit).dataset()) == stored(
+        reference(data, implicit)
+    )

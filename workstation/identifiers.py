@@ -18,6 +18,13 @@ pydicom's own path, through :meth:`RawIdentifier.dataset`:
   dictionary does not know, an LUT descriptor, a binary value of the wrong length, an IS/DS value
   that is not a plain number (or an IS longer than 12 characters, which pydicom warns about), a
   PN with several values one of which is empty.
+
+:meth:`RawIdentifier.dataset` itself (what ``workstation.find()`` yields) is built from the same
+walk: the :class:`~pydicom.dataelem.RawDataElement` objects, encoding attributes and converted
+(0008,0005) that ``read_dataset`` followed by ``ensure_character_set`` leave, so that pydicom
+converts each element on first access exactly as before. It is read by pydicom's
+``read_dataset`` instead when the walk falls back for the whole identifier (above), also when
+pydicom's ``config.debugging`` is on (its reader logs each element).
 """
 
 from __future__ import annotations
@@ -28,15 +35,18 @@ from codecs import lookup as codec_lookup
 from collections.abc import Callable
 from functools import lru_cache
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 from pydicom import config
 from pydicom import hooks as pydicom_hooks
-from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.charset import convert_encodings, decode_bytes, default_encoding
 from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
-from pydicom.valuerep import TEXT_VR_DELIMS
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
+from pydicom.valuerep import STR_VR, TEXT_VR_DELIMS
 from pydicom.values import convert_string
 
 from workstation.charset import _TEXT_VRS as _GUESSED_FROM_VRS  # what ensure_character_set reads
@@ -77,12 +87,16 @@ class RawIdentifier:
     :func:`workstation.charset.ensure_character_set` gives.
     """
 
-    __slots__ = ("_dataset", "_state", "_walked_yet", "data", "implicit_vr")
+    __slots__ = (
+        "_dataset", "_elements", "_state", "_state_yet", "_walked_yet", "data", "implicit_vr",
+    )  # fmt: skip
 
     def __init__(self, data: bytes, *, implicit_vr: bool = True) -> None:
         self.data = bytes(data)
         self.implicit_vr = implicit_vr
         self._walked_yet = False
+        self._elements: Elements | None = None
+        self._state_yet = False
         self._state: tuple[Elements, Codecs] | None = None
         self._dataset: Dataset | None = None
 
@@ -94,11 +108,19 @@ class RawIdentifier:
         """pydicom's decoding of the bytes with :func:`ensure_character_set` applied.
 
         Built on first use and kept: every call returns the same object, which the fallback
-        paths of the other methods also read (so do not change it).
+        paths of the other methods also read (so do not change it). Usually built from the walk
+        of the bytes (:func:`_dataset_of`): the same raw elements, encoding attributes and
+        converted (0008,0005) that ``read_dataset`` and ``ensure_character_set`` leave.
         """
         if self._dataset is None:
-            ds = read_dataset(BytesIO(self.data), self.implicit_vr, True)
-            self._dataset = ensure_character_set(ds)
+            ds = None
+            if _pydicom_as_shipped() and not config.debugging:
+                elements = self._walked_elements()
+                if elements is not None:
+                    ds = _dataset_of(elements, self.implicit_vr)
+            if ds is None:
+                ds = ensure_character_set(read_dataset(BytesIO(self.data), self.implicit_vr, True))
+            self._dataset = ds
         return self._dataset
 
     def json_dict(self) -> dict[str, Any]:
@@ -162,11 +184,18 @@ class RawIdentifier:
     def _walked(self) -> tuple[Elements, Codecs] | None:
         """{tag: (VR, raw value)} in the order of the bytes, and the text codecs; None when
         the bytes need pydicom's reader."""
-        if not self._walked_yet:
-            elements = _walk(self.data, self.implicit_vr)
+        if not self._state_yet:
+            elements = self._walked_elements()
             self._state = None if elements is None else _with_character_set(elements)
-            self._walked_yet = True
+            self._state_yet = True
         return self._state
+
+    def _walked_elements(self) -> Elements | None:
+        """:func:`_walk` of the bytes, kept."""
+        if not self._walked_yet:
+            self._elements = _walk(self.data, self.implicit_vr)
+            self._walked_yet = True
+        return self._elements
 
 
 def text_of_dataset(ds: Dataset, keyword: str) -> str:
@@ -237,7 +266,8 @@ def _walk(data: bytes, implicit: bool) -> Elements | None:
 
 def _with_character_set(elements: Elements) -> tuple[Elements, Codecs] | None:
     """The codecs pydicom decodes the text with (PS3.5 6.1): those of the declared (0008,0005),
-    or of ensure_character_set's guess, which also adds or fills (0008,0005) as it does."""
+    or of ensure_character_set's guess, which also adds or fills (0008,0005) as it does; None
+    where pydicom's reader is needed."""
     declared = elements.get(_CHARSET_TAG)
     if declared is not None:
         if declared[0] != "CS":
@@ -248,7 +278,15 @@ def _with_character_set(elements: Elements) -> tuple[Elements, Codecs] | None:
     guessed = _guess_character_set(elements)
     if guessed is None:
         return elements, _codecs(["iso8859"])  # pydicom's default_encoding
-    elements[_CHARSET_TAG] = ("CS", guessed.encode("ascii"))  # in place if present but empty
+    if any(
+        not raw and tag >> 16 & 1 and _EMPTY_RAW.get(vr) is None
+        for tag, (vr, raw) in elements.items()
+    ):
+        # an empty private element whose raw value is None: ensure_character_set converts it
+        # while guessing, and with it its private creator, in the character set of before
+        return None
+    # a copy (the walk itself is what the dataset is built from), in place if present but empty
+    elements = {**elements, _CHARSET_TAG: ("CS", guessed.encode("ascii"))}
     return elements, _codecs(convert_encodings(guessed))
 
 
@@ -287,6 +325,160 @@ def _guess_character_set(elements: Elements) -> str | None:
     except UnicodeDecodeError:
         return "ISO_IR 100"
     return "ISO_IR 192"
+
+
+# -- the dataset, as read_dataset builds it -------------------------------------------------------
+
+
+def _dataset_of(elements: Elements, implicit: bool) -> Dataset | None:
+    """``ensure_character_set(read_dataset(BytesIO(data), implicit, True))`` from the walk of
+    ``data``; None where (0008,0005) has an explicit VR other than CS.
+
+    read_dataset keeps every defined-length element (sequences included) as the
+    :class:`RawDataElement` built here: VR None in implicit VR, the value's offset in ``data``,
+    ``empty_value_for_VR(VR, raw=True)`` for an empty value. It records the encoding, with the
+    character sets of (0008,0005) converted as pydicom converts that element. Then
+    ensure_character_set reads (0008,0005), which converts it into a :class:`DataElement` in
+    place; when it is absent, guesses from the walk as that function guesses from the dataset;
+    when it is empty, or the tags are out of order, that function itself runs.
+    """
+    tags = _BASE_TAGS
+    new = tuple.__new__
+    raw_element = RawDataElement
+    raw_elements: dict[BaseTag, RawDataElement | DataElement] = {}
+    tell = 0
+    if implicit:  # empty_value_for_VR(None, raw=True) is None
+        for tag, (_, raw) in elements.items():
+            base = tags.get(tag) or _base_tag(tag)
+            tell += 8
+            length = len(raw)
+            implicit_fields = (base, None, length, raw or None, tell, True, True, True, False)
+            raw_elements[base] = new(raw_element, implicit_fields)
+            tell += length
+    else:
+        empty = _EMPTY_RAW
+        long_vrs = _LONG_VRS
+        for tag, (vr, raw) in elements.items():
+            base = tags.get(tag) or _base_tag(tag)
+            tell += 12 if vr in long_vrs else 8
+            length = len(raw)
+            explicit_fields = (base, vr, length, raw or empty[vr], tell, False, True, True, False)
+            raw_elements[base] = new(raw_element, explicit_fields)
+            tell += length
+
+    charset = cast(RawDataElement | None, raw_elements.get(_CHARSET_BASE_TAG))
+    declared: Any = None
+    if charset is None:
+        encoding: str | list[str] = default_encoding
+    else:
+        if charset.VR not in (None, "CS"):
+            return None  # pydicom converts it as that VR
+        # convert_string's value (multi_string), made for data_element_generator (which
+        # converts the encodings for the sequences that follow: warnings once more), for
+        # read_dataset, then for ensure_character_set
+        items = (charset.value or b"").decode(default_encoding).rstrip(" \x00").split("\\")
+        if len(items) == 1:
+            convert_encodings(items[0])
+            encoding = convert_encodings(items[0])
+            declared = items[0]
+        else:
+            convert_encodings(MultiValue(str, items))
+            encoding = convert_encodings(MultiValue(str, items))
+            declared = MultiValue(str, items)
+        if declared:  # ensure_character_set reads it (ds.SpecificCharacterSet)
+            raw_elements[_CHARSET_BASE_TAG] = DataElement(
+                _CHARSET_BASE_TAG, "CS", declared, charset.value_tell, False, True
+            )
+    ds = _new_dataset(raw_elements, implicit, encoding)
+    if declared:
+        return ds  # ensure_character_set stops there
+    guessed = None if charset is not None else _guess_character_set(elements)
+    if charset is not None or (guessed is not None and not _ascending(elements)):
+        return ensure_character_set(ds)
+    # ensure_character_set: guess_character_set reads the raw text values with
+    # Dataset.get_item, which takes a raw value of None for a deferred read and converts the
+    # element (and, for a private one, its creator, which comes before it in ascending order:
+    # read already). Then it declares what it guessed.
+    for tag in list(raw_elements):
+        elem = raw_elements[tag]
+        if isinstance(elem, RawDataElement) and elem.value is None:
+            ds[tag]  # the conversion is the point
+    if guessed is not None:
+        ds.SpecificCharacterSet = guessed
+        ds.set_original_encoding(implicit, True, convert_encodings(guessed))
+    return ds
+
+
+def _ascending(elements: Elements) -> bool:
+    tags = list(elements)
+    return tags == sorted(tags)
+
+
+def _new_dataset(
+    elements: dict[BaseTag, RawDataElement | DataElement], implicit: bool, encoding: Any
+) -> Dataset:
+    """``Dataset(elements, parent_encoding=default_encoding)`` with ``set_original_encoding(
+    implicit, True, encoding)``, as read_dataset ends; the attributes of a new Dataset are
+    copied from one made earlier (Dataset.__init__ sets a dozen of them, one at a time
+    through Dataset.__setattr__)."""
+    template = _DATASET_TEMPLATES.get(config._use_future, _MISSING_TEMPLATE)
+    if template is _MISSING_TEMPLATE:
+        template = _dataset_template()
+    if template is None or Dataset.__init__ is not _DATASET_INIT:
+        ds = Dataset(elements, parent_encoding=default_encoding)
+        ds.set_original_encoding(implicit, True, encoding)
+        return ds
+    ds = Dataset.__new__(Dataset)
+    attributes = ds.__dict__
+    attributes.update(template)
+    for name in _FRESH_DICTS:
+        attributes[name] = attributes[name].copy()
+    attributes["_dict"] = elements
+    attributes["_read_implicit"] = implicit
+    attributes["_read_little"] = True
+    attributes["_read_charset"] = encoding
+    return ds
+
+
+def _dataset_template() -> dict[str, Any] | None:
+    """The attributes of ``Dataset({}, parent_encoding=default_encoding)``, if all are flat
+    (None, bool, int, str, or a dict of those, copied for each dataset); else None."""
+    attributes = dict(vars(Dataset({}, parent_encoding=default_encoding)))
+    flat = (type(None), bool, int, str)
+    needed = {"_dict", "_read_implicit", "_read_little", "_read_charset", *_FRESH_DICTS}
+    usable = needed <= set(attributes)
+    for name, value in attributes.items():
+        if isinstance(value, dict):
+            usable = usable and (name == "_dict" or name in _FRESH_DICTS)
+            usable = usable and all(isinstance(v, flat) for v in value.values())
+        elif not isinstance(value, flat):
+            usable = False
+    template = attributes if usable else None
+    _DATASET_TEMPLATES[config._use_future] = template
+    return template
+
+
+_DATASET_INIT = Dataset.__init__
+_DATASET_TEMPLATES: dict[bool, dict[str, Any] | None] = {}
+_MISSING_TEMPLATE: dict[str, Any] = {}
+_FRESH_DICTS = ("_private_blocks", "_pixel_array_opts", "_pixel_id")
+_CHARSET_BASE_TAG = BaseTag(_CHARSET_TAG)
+_BASE_TAGS: dict[int, BaseTag] = {_CHARSET_TAG: _CHARSET_BASE_TAG}  # found by identity
+
+
+def _base_tag(tag: int) -> BaseTag:
+    base = BaseTag(tag)
+    if len(_BASE_TAGS) < 20000:
+        _BASE_TAGS[tag] = base
+    return base
+
+
+#: empty_value_for_VR(VR, raw=True) with use_none_as_empty_text_VR_value off (a condition of
+#: the fast paths): b"" for sequences and text, None for numbers, bytes and implicit VR.
+_EMPTY_RAW: dict[str | None, bytes | None] = {
+    vr: b"" if vr in ("SQ", "PN") or (vr in STR_VR and vr not in ("DS", "IS")) else None
+    for vr in (None, *_KNOWN_VRS)
+}
 
 
 def _pydicom_as_shipped() -> bool:
