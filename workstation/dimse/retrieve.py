@@ -207,10 +207,12 @@ def move(
             with open_one() as assoc:
                 hint = f"{assoc.local_address}:{scp.port}"
                 retrieval.run_requests(assoc, plan.requests, send)
+        scp.drain()  # instances acknowledged are written before anything is counted
         retrieval.wait_for_stragglers()
     except NetworkError as exc:
         retrieval.error = str(exc)
     finally:
+        scp.drain()
         unsubscribe()
     return retrieval.outcome(hint)
 

@@ -251,9 +251,7 @@ class _WriteBehind:
 
     def __init__(self, sink: StoreSink) -> None:
         self.sink = sink
-        self.queue: queue.Queue[tuple[InstanceRecord, bytes, str]] = queue.Queue(
-            self.MAX_QUEUED
-        )
+        self.queue: queue.Queue[tuple[InstanceRecord, bytes, str]] = queue.Queue(self.MAX_QUEUED)
         threading.Thread(target=self._run, name="store-write-behind", daemon=True).start()
 
     def put(self, item: tuple[InstanceRecord, bytes, str]) -> None:
@@ -354,6 +352,11 @@ class StorageServer(StoreSink):
         if self._shared is not None:
             return self._shared.subscribe(callback)
         return super().subscribe(callback)
+
+    def drain(self) -> None:
+        if self._shared is not None:
+            self._shared.drain()
+        super().drain()
 
     @classmethod
     def running_on(cls, port: int) -> StorageServer | None:
