@@ -2,15 +2,16 @@
 
 :func:`open_association` negotiates (:mod:`.assoc_pdu`) and returns a
 :class:`LeanAssociation`, which speaks the DIMSE services the workstation requests (C-ECHO,
-C-FIND, C-MOVE, C-GET with its C-STOREs, C-CANCEL) with the ``struct`` command codec. It keeps
-the few methods of pynetdicom's ``Association`` that the rest of the core calls
-(``send_c_find`` and friends yield ``(status, identifier)`` pairs of pydicom Datasets), so the
-retrieve and listing logic did not change, and adds :meth:`LeanAssociation.find_raw`, which
-yields C-FIND identifiers as raw bytes for the fast printers.
+C-FIND, C-MOVE, C-GET with its C-STOREs, C-CANCEL) with the ``struct`` command codec. Its
+``send_c_move``/``send_c_get``/``send_c_cancel``/``abort`` keep the signatures of pynetdicom's
+``Association`` that the retrieve logic was written against (responses come as
+``(status, identifier)`` pairs, the status a light :class:`StatusView`);
+:meth:`LeanAssociation.find_raw` yields C-FIND matches as raw bytes, for the printers, the
+listing and :class:`~workstation.identifiers.RawIdentifier`.
 
 The reading thread is the one iterating a response generator; no thread of ours polls. A
 C-CANCEL or an abort may come from any thread (sends are serialised by a lock). An abort, our
-DIMSE timeout or the peer going away ends the generator with an empty status Dataset, as
+DIMSE timeout or the peer going away ends the generator with an empty (false) status, as
 pynetdicom's does, after setting :attr:`is_aborted` / :attr:`timed_out`.
 """
 
@@ -464,17 +465,6 @@ class LeanAssociation:
         if not final:
             yield -1, None, {}
 
-    def send_c_find(
-        self, identifier: Dataset, query_model: str, msg_id: int = 1, **_: Any
-    ) -> Iterator[tuple[Dataset, Dataset | None]]:
-        from pydicom.dataset import Dataset
-
-        for status, match, command in self.find_raw(identifier, query_model, msg_id):
-            if status < 0:
-                yield Dataset(), None
-                return
-            yield _status_dataset(command), None if match is None else _decode(match)
-
     def send_c_move(
         self, identifier: Dataset, move_aet: str, query_model: str, msg_id: int = 1, **_: Any
     ) -> Iterator[tuple[StatusView, Dataset | None]]:
@@ -588,18 +578,6 @@ class StatusView:
 
     def get(self, keyword: str, default: object = None) -> object:
         return self._values.get(keyword, default)
-
-
-def _status_dataset(command: dict[int, object]) -> Dataset:
-    """The response's status and counters as the Dataset pynetdicom would give."""
-    from pydicom.dataset import Dataset
-
-    ds = Dataset()
-    for tag, keyword in _STATUS_KEYWORDS.items():
-        value = command.get(tag)
-        if value is not None:
-            setattr(ds, keyword, value)
-    return ds
 
 
 def _decode(match: RawMatch) -> Dataset:
