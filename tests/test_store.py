@@ -788,3 +788,28 @@ def test_a_second_process_cannot_open_the_same_store(tmp_path: Path) -> None:
         assert f"pid {__import__('os').getpid()}" in other.stdout
     # Once closed, the next one opens it.
     LocalStore(tmp_path / "shared").close()
+
+
+def test_the_same_instance_under_two_series_in_one_batch_keeps_the_first(
+    store: LocalStore,
+) -> None:
+    """Both arrive before the index commits: the second is set aside, the first never lost."""
+    first = make_instance(sop_uid(1))
+    second = make_instance(sop_uid(1), series=SERIES + "9")
+    kept = store.store_bytes(first, durable=False)
+    aside = store.store_bytes(second, durable=False)  # no flush in between
+    assert store.flush(timeout=10)
+    assert kept.path.read_bytes() == first
+    assert aside.conflict is not None and aside.conflict.read_bytes() == second
+    assert dcm_files(store.root) == [aside.conflict, kept.path]
+    (row,) = store.index.instances()
+    assert row.series_uid == SERIES
+
+
+def test_a_study_folder_removed_behind_the_stores_back_is_made_again(store: LocalStore) -> None:
+    import shutil
+
+    stored = store.store_bytes(make_instance(sop_uid(1)))
+    shutil.rmtree(stored.path.parent.parent)  # a user deletes it in a file manager
+    again = store.store_bytes(make_instance(sop_uid(2)))
+    assert again.path.read_bytes() == make_instance(sop_uid(2))

@@ -127,6 +127,7 @@ class LocalStore:
         self._closed = False
         self._dirty = False
         self._pending: dict[str, int] = {}  # relative path -> records published, not committed
+        self._pending_sops: dict[str, str] = {}  # SOP Instance UID -> its path, not committed
         self._listeners: list[Listener] = []
         self._needs_sync = False
         #: Series folders checked to lie inside the store (see write_atomic's trusted_dirs).
@@ -258,16 +259,20 @@ class LocalStore:
                 )
             )
             self._pending[str(rel)] = self._pending.get(str(rel), 0) + 1
+            self._pending_sops[record.sop_instance_uid] = str(rel)
             if not synced and self._fsync:  # a store opened with fsync=False never syncs
                 self._needs_sync = True
+
+        def held_elsewhere() -> None:  # called under self._lock, before the file is visible
+            sop = record.sop_instance_uid
+            previous = self._pending_sops.get(sop) or self.index.path_of(sop)
+            if previous is not None and previous != str(rel) and (self.root / previous).exists():
+                # The same instance under another study or series: keep the stored one.
+                raise ContentConflict(self.root / previous)
 
         synced = durable and self._fsync
         self._check_open()
         try:
-            previous = self.index.path_of(record.sop_instance_uid)
-            if previous is not None and previous != str(rel) and (self.root / previous).exists():
-                # The same instance under another study or series: keep the stored one.
-                raise ContentConflict(self.root / previous)
             write = functools.partial(
                 write_atomic,
                 self.root,
@@ -278,6 +283,7 @@ class LocalStore:
                 lock=self._guard,
                 on_publish=publish,
                 trusted_dirs=self._trusted,
+                before_publish=held_elsewhere,
             )
             try:
                 result = write(keep_existing=True)
@@ -441,6 +447,9 @@ class LocalStore:
                     self._pending[result.record.path] = left
                 else:
                     self._pending.pop(result.record.path, None)
+                    sop = result.record.sop_instance_uid
+                    if self._pending_sops.get(sop) == result.record.path:
+                        del self._pending_sops[sop]
             for result in results:
                 old = result.superseded
                 sop = result.record.sop_instance_uid
@@ -458,6 +467,7 @@ class LocalStore:
 
     def _remove_superseded(self, rel: str) -> None:
         """Delete the file an instance left behind when its study or series UID changed."""
+        self._trusted.clear()  # its folders may go with it
         try:
             path = resolve_in_root(self.root, rel)
             path.unlink()

@@ -64,6 +64,7 @@ def write_atomic(
     on_publish: Callable[[WriteResult], None] | None = None,
     keep_existing: bool = False,
     trusted_dirs: set[str] | None = None,
+    before_publish: Callable[[], None] | None = None,
 ) -> WriteResult:
     """Put ``data`` (bytes, or the path of a file) at ``root/relpath`` atomically.
 
@@ -79,8 +80,9 @@ def write_atomic(
     file system, copied then deleted otherwise, deleted when it is a duplicate. Without it the
     source file is copied and left alone.
 
-    ``lock`` is held, and ``on_publish`` called, around the moment the file becomes visible (or
-    is confirmed to be a duplicate): :class:`~workstation.store.local_store.LocalStore` uses
+    ``lock`` is held, and ``before_publish`` (which may raise :class:`ContentConflict`) and
+    ``on_publish`` called, around the moment the file becomes visible (or is confirmed to be a
+    duplicate): :class:`~workstation.store.local_store.LocalStore` uses
     them to keep publishing and indexing in step with study deletion.
 
     Raises :class:`OSError` from the file system; the final path is then untouched (or holds
@@ -99,6 +101,9 @@ def write_atomic(
             with guard:
                 # A study deletion may have taken the file away since the comparison.
                 if _has_size(final, size):
+                    if fsync:  # it may have been published without fsync a moment ago
+                        _fsync_file(final)
+                        _fsync_dirs([final.parent])
                     result = WriteResult(final, size, duplicate=True)
                     if on_publish is not None:
                         on_publish(result)
@@ -119,9 +124,22 @@ def write_atomic(
                     on_publish(result)
                 _unlink_quietly(temp)
                 return result
+            if before_publish is not None:
+                before_publish()
+            trusted = trusted and folder in (trusted_dirs or ())  # a deletion may have cleared it
             created = [] if trusted else _makedirs(root, final.parent)
-            os.replace(temp, final)
-            if trusted_dirs is not None and not trusted:
+            try:
+                os.replace(temp, final)
+            except FileNotFoundError:
+                if not trusted or not os.path.exists(temp):
+                    raise
+                # The folder went away behind our back (a file manager): check it anew.
+                assert trusted_dirs is not None
+                trusted_dirs.discard(folder)
+                final = resolve_in_root(root, relpath)
+                created = _makedirs(root, final.parent)
+                os.replace(temp, final)
+            if trusted_dirs is not None:
                 trusted_dirs.add(folder)  # under the lock a deletion also takes
             result = WriteResult(final, size, duplicate=False)
             if on_publish is not None:
