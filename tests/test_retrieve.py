@@ -486,3 +486,23 @@ def test_cancel_stops_every_parallel_association(tmp_path: Path) -> None:  # typ
         assert time.monotonic() - start < 3.5
         assert 4 <= outcome.received < 40
         assert len(stored_uids(store)) == outcome.received  # what arrived is what it says
+
+
+def test_only_missing_over_parallel_associations_fetches_only_the_missing(  # type: ignore[no-untyped-def]
+    orthanc, scp, store, archive: Archive
+) -> None:
+    study = _study_with_series(archive, 3)
+    node = orthanc.node.with_options(retrieve_associations=3)
+    query = ws.Query.study(StudyInstanceUID=study.StudyInstanceUID)
+    assert ws.move(node, query, scp).state is ws.RetrieveState.DONE
+    held = sorted(stored_uids(store))
+    gone = held[:: max(1, len(held) // 3)][:3]  # one here and there, across series
+    store.index.delete_instances(gone)
+    for uid in gone:
+        path = store.root / next(p for p in store.root.rglob(f"{uid}.dcm"))
+        path.unlink()
+    before = scp.received
+    outcome = ws.move(node, query, scp, only_missing=True)
+    assert outcome.state is ws.RetrieveState.DONE, outcome.message
+    assert scp.received - before == len(gone)  # the PACS sent only those
+    assert stored_uids(store) == set(held)

@@ -297,3 +297,24 @@ def test_a_c_store_of_another_sop_class_than_its_context_is_refused(scp: ws.Stor
         assoc.release()
     assert response[cmd.STATUS] == 0x0122
     assert _dcm_files(scp.store.root) == []
+
+
+def test_a_peer_trickling_its_association_request_is_cut_at_artim(scp: ws.StorageServer) -> None:
+    with socket.create_connection((LOOPBACK, scp.port), timeout=10) as sock:
+        start = time.monotonic()
+        sock.sendall(b"\x01\x00\x00\x00\x01\x00")  # an A-ASSOCIATE-RQ header claiming 256 bytes
+        closed = False
+        for _ in range(40):  # then a byte every 0.1 s, each resetting a per-recv timer
+            time.sleep(0.1)
+            try:
+                sock.sendall(b"\x00")
+            except OSError:
+                closed = True
+                break
+        if not closed:
+            sock.settimeout(5)
+            try:
+                closed = sock.recv(16) == b""
+            except ConnectionResetError:
+                closed = True
+        assert closed and time.monotonic() - start < 3  # ARTIM is 1 s here

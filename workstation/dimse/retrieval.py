@@ -270,6 +270,8 @@ class Retrieval:
                     return
                 yield request
 
+        failures: list[str] = []
+
         def worker() -> None:
             try:
                 with open_association() as assoc:
@@ -278,10 +280,11 @@ class Retrieval:
                         return
                     self._run_lane(lane, take(), send)
             except NetworkError as exc:
-                with self.lock:
-                    if not self.lanes:  # none could open: the retrieve failed
-                        self.error = str(exc)
                 log.warning("%s: one of the parallel associations failed: %s", self.node, exc)
+                failures.append(str(exc))
+            except Exception as exc:  # a bug must not pass for a quiet, partial retrieve
+                log.exception("%s: a parallel association failed", self.node)
+                failures.append(f"internal error: {exc}")
 
         unregister = self.token.on_cancel(self.request_cancel)
         self._start_watchdog()
@@ -296,6 +299,9 @@ class Retrieval:
                 thread.join()
         finally:
             unregister()
+        with self.lock:
+            if failures and self.error is None:
+                self.error = failures[0]  # shown when something is missing
 
     def _add_lane(self, assoc: Any) -> _Lane:
         lane = _Lane(assoc)

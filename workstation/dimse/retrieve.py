@@ -224,22 +224,29 @@ class _RoleRefused(NetworkError):
 def _parallel_plan(
     node: RemoteNode, plan: RetrievePlan, model: InformationModel
 ) -> tuple[int, tuple[Dataset, ...]]:
-    """How many associations to use and the requests to spread over them: one request per
-    series when the node allows several associations and the listing names several series."""
+    """How many associations to use and the requests to spread over them.
+
+    A study (or patient) retrieve becomes one request per series; requests for single
+    instances (a retry, ``only_missing``) are already one per series and stay as they are, so
+    a retry still asks only for what is missing.
+    """
     if node.retrieve_associations <= 1 or plan.instances is None:
         return 1, plan.requests
-    series: dict[str, list[ExpectedInstance]] = {}
-    for instance in plan.instances:
-        series.setdefault(instance.series_uid, []).append(instance)
-    if len(series) < 2:
-        return 1, plan.requests
-    requests = tuple(
-        request
-        for instances in series.values()
-        for request in requests_for_instances(
-            instances, Level.SERIES, patient_root=model is InformationModel.PATIENT_ROOT
+    if any(r.get("QueryRetrieveLevel") == "IMAGE" for r in plan.requests):
+        requests = plan.requests
+    else:
+        series: dict[str, list[ExpectedInstance]] = {}
+        for instance in plan.instances:
+            series.setdefault(instance.series_uid, []).append(instance)
+        requests = tuple(
+            request
+            for instances in series.values()
+            for request in requests_for_instances(
+                instances, Level.SERIES, patient_root=model is InformationModel.PATIENT_ROOT
+            )
         )
-    )
+    if len(requests) < 2:
+        return 1, plan.requests
     return min(node.retrieve_associations, len(requests)), requests
 
 
@@ -334,7 +341,8 @@ def get(
         retrieval.wait_for_stragglers()
     except NetworkError as exc:
         retrieval.error = str(exc)
-    sink.drain()
+    finally:
+        sink.close()  # writes what is queued, then ends its writer thread
     return retrieval.outcome()
 
 

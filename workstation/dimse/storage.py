@@ -133,12 +133,20 @@ class StoreSink:
                 self._behind = _WriteBehind(self)
             return self._behind
 
-    def drain(self) -> None:
-        """Wait until every deferred instance is written (and announced)."""
+    def drain(self, timeout: float = 120.0) -> None:
+        """Wait until every instance deferred so far is written (and announced); instances
+        deferred meanwhile by other retrieves are not waited for."""
         with self._lock:
             behind = self._behind
+        if behind is not None and not behind.barrier(timeout):
+            log.warning("the store's writer did not catch up within %g s", timeout)
+
+    def close(self) -> None:
+        """Write what is deferred and end the writer thread (a C-GET's own sink)."""
+        with self._lock:
+            behind, self._behind = self._behind, None
         if behind is not None:
-            behind.drain()
+            behind.stop()
 
     def begin(
         self,
@@ -251,19 +259,35 @@ class _WriteBehind:
 
     def __init__(self, sink: StoreSink) -> None:
         self.sink = sink
-        self.queue: queue.Queue[tuple[InstanceRecord, bytes, str]] = queue.Queue(self.MAX_QUEUED)
-        threading.Thread(target=self._run, name="store-write-behind", daemon=True).start()
+        self.queue: queue.Queue[tuple[InstanceRecord, bytes, str] | threading.Event | None] = (
+            queue.Queue(self.MAX_QUEUED)
+        )
+        self.thread = threading.Thread(target=self._run, name="store-write-behind", daemon=True)
+        self.thread.start()
 
     def put(self, item: tuple[InstanceRecord, bytes, str]) -> None:
         self.queue.put(item)
 
-    def drain(self) -> None:
-        self.queue.join()
+    def barrier(self, timeout: float) -> bool:
+        """Wait until everything queued before this call is written."""
+        reached = threading.Event()
+        self.queue.put(reached)
+        return reached.wait(timeout)
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.thread.join(120)
 
     def _run(self) -> None:
         store = self.sink.store
         while True:
-            record, data, caller = self.queue.get()
+            item = self.queue.get()
+            if item is None:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            record, data, caller = item
             try:
                 stored = store.store_checked(record, data, source_aet=caller, durable=False)
             except (OSError, StoreError) as exc:
@@ -277,8 +301,6 @@ class _WriteBehind:
                 log.exception("writing a received instance failed")
             else:
                 self.sink._announce(stored)
-            finally:
-                self.queue.task_done()
 
 
 def _write_all(fd: int, data: memoryview) -> None:
@@ -353,10 +375,10 @@ class StorageServer(StoreSink):
             return self._shared.subscribe(callback)
         return super().subscribe(callback)
 
-    def drain(self) -> None:
+    def drain(self, timeout: float = 120.0) -> None:
         if self._shared is not None:
-            self._shared.drain()
-        super().drain()
+            self._shared.drain(timeout)
+        super().drain(timeout)
 
     @classmethod
     def running_on(cls, port: int) -> StorageServer | None:

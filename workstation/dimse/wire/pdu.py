@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections.abc import Iterator
 
 A_ASSOCIATE_RQ = 0x01
@@ -68,6 +69,9 @@ class PduReader:
         self._buf = bytearray(max(buffer_size, 4096))
         self._start = 0
         self._end = 0
+        #: A ``time.monotonic()`` by which the next PDU must be complete (TimeoutError after):
+        #: a peer trickling a byte at a time cannot stretch a timeout that each recv restarts.
+        self.deadline: float | None = None
 
     def read(self) -> tuple[int, memoryview]:
         """The next PDU: (type, body). The body is valid until the next call."""
@@ -100,6 +104,11 @@ class PduReader:
             self._start, self._end = 0, have
         view = memoryview(self._buf)
         while self._end - self._start < need:
+            if self.deadline is not None:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the PDU did not arrive in time")
+                self.sock.settimeout(left)
             try:
                 count = self.sock.recv_into(view[self._end :])
             except ConnectionError as exc:

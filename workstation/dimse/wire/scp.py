@@ -227,6 +227,7 @@ class Acceptor:
         """Read and answer the A-ASSOCIATE-RQ; the agreement, or None when refused."""
         conn.settimeout(self.artim)
         reader = PduReader(conn, max_length=1 << 16, buffer_size=1 << 16)
+        reader.deadline = time.monotonic() + self.artim  # the whole RQ within ARTIM
         try:
             kind, body = reader.read()
         except TimeoutError:

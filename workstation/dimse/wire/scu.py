@@ -21,6 +21,7 @@ import contextlib
 import logging
 import socket
 import threading
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO
@@ -254,13 +255,14 @@ class LeanAssociation:
             self.sock.close()
 
     def abort(self) -> None:
-        """A-ABORT now, from any thread; a thread reading responses wakes up at once."""
+        """A-ABORT now, from any thread; a thread reading responses wakes up at once. A send
+        blocked on a peer that stopped reading does not hold it up: the socket is shut."""
         if not self.is_established:
             return
         self.is_established = False
         self.is_aborted = True
         with contextlib.suppress(OSError):
-            self._send([abort_pdu(0, 0)])
+            self._send([abort_pdu(0, 0)], wait=1.0)
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
@@ -270,9 +272,15 @@ class LeanAssociation:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _send(self, pdus: list[bytes]) -> None:
-        with self._send_lock:
+    def _send(self, pdus: list[bytes], wait: float | None = None) -> None:
+        """Send whole PDUs; with ``wait``, give up (OSError) if another send holds the socket
+        longer than that."""
+        if not self._send_lock.acquire(timeout=-1 if wait is None else wait):
+            raise OSError("the association is busy sending")
+        try:
             send_all(self.sock, pdus)
+        finally:
+            self._send_lock.release()
 
     def _context(self, abstract: str) -> int:
         cid = self.negotiated.context_for(abstract)
@@ -459,7 +467,14 @@ class LeanAssociation:
             match = None
             if data is not None:
                 if syntax == DEFLATED_EXPLICIT_VR_LE:
-                    data = _inflate(data)
+                    try:
+                        data = _inflate(data)
+                    except (PduError, zlib.error) as exc:
+                        log.warning(
+                            "%s sent a damaged identifier (%s)", self.negotiated.called_aet, exc
+                        )
+                        self.abort()
+                        break
                 match = RawMatch(data, implicit)
             yield status, match, command
         if not final:
@@ -489,9 +504,9 @@ class LeanAssociation:
             final = _int(command.get(cmd.STATUS)) not in PENDING
             identifier = None
             if data:
-                if syntax == DEFLATED_EXPLICIT_VR_LE:
-                    data = _inflate(data)
                 with contextlib.suppress(Exception):  # a damaged identifier is not fatal
+                    if syntax == DEFLATED_EXPLICIT_VR_LE:
+                        data = _inflate(data)
                     identifier = _decode(RawMatch(data, syntax == IMPLICIT_VR_LE))
             yield StatusView(command), identifier
         if not final:
@@ -526,7 +541,10 @@ class LeanAssociation:
             return
         if context_id is None:
             context_id = self._context(str(query_model)) if query_model else 1
-        self._send_message(context_id, cmd.c_cancel_rq(msg_id))
+        peer = self.negotiated.peer_max_pdu
+        pdus = p_data(context_id, cmd.c_cancel_rq(msg_id), command=True, max_pdu=peer)
+        with contextlib.suppress(OSError):  # a peer that reads nothing gets the abort instead
+            self._send(pdus, wait=1.0)
 
 
 _STATUS_KEYWORDS = {
@@ -587,8 +605,6 @@ def _decode(match: RawMatch) -> Dataset:
 
 
 def _inflate(data: bytes) -> bytes:
-    import zlib
-
     inflater = zlib.decompressobj(wbits=-15)
     out = inflater.decompress(data, MAX_IDENTIFIER)
     if inflater.unconsumed_tail:
