@@ -161,10 +161,13 @@ def open_association(
             raise AssociationFailure(
                 "aborted", f"an A-ASSOCIATE-AC we cannot decode ({exc})"
             ) from None
+        offered = {2 * index + 1: set(syntaxes) for index, (_, syntaxes) in enumerate(contexts)}
         accepted = {
             cx.context_id: (proposed[cx.context_id], cx.transfer_syntax)
             for cx in answer.contexts
-            if cx.result == 0 and cx.context_id in proposed and cx.transfer_syntax
+            if cx.result == 0
+            and cx.context_id in proposed
+            and cx.transfer_syntax in offered[cx.context_id]  # never one we did not propose
         }
         negotiated = Negotiated(
             calling_aet=calling_aet,
