@@ -577,3 +577,18 @@ def test_log_records_from_any_thread_reach_the_pane_on_the_gui_thread(qtbot: Any
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+
+
+def test_differing_copies_set_aside_are_shown_in_the_summary(
+    browser: StoreBrowser, store: LocalStore, qtbot: Any
+) -> None:
+    (row,) = store.index.instances()[:1]
+    stored = (store.root / row.path).read_bytes()
+    altered = bytearray(stored)
+    altered[-1] ^= 0xFF  # the same instance, one pixel byte changed
+    result = store.store_bytes(bytes(altered))
+    assert result.conflict is not None
+    browser.refresh()
+    assert browser.summary.text().endswith("· 1 differing copy of stored images set aside")
+    assert str(store.conflicts_folder) in browser.summary.toolTip()
+    assert (store.root / row.path).read_bytes() == stored

@@ -130,6 +130,7 @@ class LocalStore:
         self._pending_sops: dict[str, str] = {}  # SOP Instance UID -> its path, not committed
         self._listeners: list[Listener] = []
         self._needs_sync = False
+        self._conflicts = _count_files(self.root / CONFLICTS_DIR)
         #: Series folders checked to lie inside the store (see write_atomic's trusted_dirs).
         self._trusted: set[str] = set()
         self.index = StoreIndex(
@@ -336,6 +337,8 @@ class LocalStore:
             )
         except OSError as exc:
             raise StoreError(f"cannot write to the local store {self.root}: {exc}") from exc
+        with self._lock:
+            self._conflicts += 1
         log.warning(
             "an instance arrived from %s with the SOP Instance UID of a stored one but other "
             "content: the stored version is kept, the new one set aside as %s/%s",
@@ -354,6 +357,16 @@ class LocalStore:
             duplicate=True,
             conflict=result.path,
         )
+
+    @property
+    def conflicts_folder(self) -> Path:
+        """Where differing re-sends of stored instances are kept for a person to look at."""
+        return self.root / CONFLICTS_DIR
+
+    def conflict_count(self) -> int:
+        """How many differing copies wait in :attr:`conflicts_folder` (cheap: no disk access)."""
+        with self._lock:
+            return self._conflicts
 
     # -- deleting ----------------------------------------------------------------------------
 
@@ -561,6 +574,14 @@ def _walk(source: Path) -> Iterator[Path]:
         dirs.sort()
         for name in sorted(files):
             yield Path(folder, name)
+
+
+def _count_files(folder: Path) -> int:
+    try:
+        with os.scandir(folder) as entries:
+            return sum(1 for e in entries if e.is_file(follow_symlinks=False))
+    except FileNotFoundError:
+        return 0
 
 
 def _has_entries(root: Path) -> bool:

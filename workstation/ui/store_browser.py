@@ -290,6 +290,16 @@ class StoreBrowser(QWidget):
             text = f"{len(patients)} {plural} · {studies} stud{'ies' if studies != 1 else 'y'}"
         else:
             text = "No match" if self._filter else "The local store is empty"
+        conflicts = self._store.conflict_count()
+        if conflicts:
+            text += (
+                f" · {conflicts} differing cop{'ies' if conflicts != 1 else 'y'} of stored "
+                "images set aside"
+            )
+            self.summary.setToolTip(
+                "Instances that arrived again with other content: the stored versions were "
+                f"kept, the new ones are in {self._store.conflicts_folder}"
+            )
         self.summary.setText(text)
 
     def _load_studies(self) -> None:
