@@ -92,6 +92,8 @@ def json_dict_of(ds: Identifier) -> dict[str, Any]:
 
 def display_width(text: str) -> int:
     """Terminal columns ``text`` takes: East Asian wide characters take two."""
+    if text.isascii():  # every ASCII character takes one column
+        return len(text)
     return sum(
         0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
         for ch in text
@@ -129,9 +131,13 @@ def write_table(rows: Sequence[Identifier], out: TextIO | None = None) -> None:
         max(display_width(headers[i]), *(display_width(r[i]) for r in cells))
         for i in range(len(columns))
     ]
-    out.write("  ".join(_pad(h, w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")
-    for row in cells:
-        out.write("  ".join(_pad(c, w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+    lines = [headers, *cells]
+    out.write(
+        "".join(
+            "  ".join(_pad(c, w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n"
+            for line in lines
+        )
+    )
 
 
 class Flusher:
