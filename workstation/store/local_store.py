@@ -264,9 +264,12 @@ class LocalStore:
             if not synced and self._fsync:  # a store opened with fsync=False never syncs
                 self._needs_sync = True
 
+        # The index is asked before taking the publish lock (no SQL under it); copies published
+        # but not committed yet are checked under the lock, where they are recorded.
+        indexed = self.index.path_of(record.sop_instance_uid)
+
         def held_elsewhere() -> None:  # called under self._lock, before the file is visible
-            sop = record.sop_instance_uid
-            previous = self._pending_sops.get(sop) or self.index.path_of(sop)
+            previous = self._pending_sops.get(record.sop_instance_uid) or indexed
             if previous is not None and previous != str(rel) and (self.root / previous).exists():
                 # The same instance under another study or series: keep the stored one.
                 raise ContentConflict(self.root / previous)
