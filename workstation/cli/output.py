@@ -142,7 +142,7 @@ def write_table(rows: Sequence[Identifier], out: TextIO | None = None) -> None:
 
 class Flusher:
     """Flushes a stream at most ten times a second: matches still show as they arrive, but a
-    write system call per match (which also hands the GIL to pynetdicom) is avoided."""
+    write system call per match (which also hands the GIL to the reading thread) is avoided."""
 
     def __init__(self, out: TextIO, interval: float = 0.1) -> None:
         self.out = out

@@ -58,7 +58,7 @@ GET_TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2.4.203",
     "1.2.840.10008.1.2.5",
 ]
-#: pynetdicom lets a requestor propose at most 128 presentation contexts.
+#: A requestor may propose at most 128 presentation contexts (odd IDs 1-255, PS3.8 9.3.2.2).
 MAX_CONTEXTS = 128
 
 

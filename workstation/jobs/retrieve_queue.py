@@ -1,7 +1,7 @@
 """The retrieve queue: jobs run on worker threads, a few at a time per node.
 
 Locking: one lock guards every job record, the notifier's queue and the job file. Nothing
-that talks to the network (pynetdicom, a CancelToken's callbacks) runs while it is held;
+that talks to the network (an association, a CancelToken's callbacks) runs while it is held;
 ``on_change`` is called by the notifier thread without it, in the order the changes happened.
 """
 
@@ -489,7 +489,7 @@ class RetrieveQueue:
         retry_of: RetrieveOutcome | None,
         on_progress: Callable[[RetrieveProgress], None],
     ) -> RetrieveOutcome:
-        """The pynetdicom part; runs without the lock."""
+        """The network part; runs without the lock."""
         options: dict[str, Any] = dict(
             on_progress=on_progress,
             cancel=token,

@@ -1,7 +1,8 @@
-"""C-FIND in a helper process, so the window's GIL never meets pynetdicom's reader thread.
+"""C-FIND in a helper process, so the window's GIL never meets the thread reading the matches.
 
-While a large C-FIND streams in, pynetdicom's DUL reactor thread reads and decodes PDUs
-without a pause, giving the GIL up for every socket call and taking it straight back. Such a
+While a large C-FIND streams in, the reading thread (pynetdicom's DUL reactor when this was
+measured; our own requestor now) reads and decodes PDUs without a pause, giving the GIL up
+for every socket call and taking it straight back. Such a
 thread starves the GUI thread: whenever the GUI thread needs the GIL (any Python slot, any
 model call while painting) it is woken when the reader lets go and finds it taken again.
 Measured with 10,000 studies from Orthanc (``tests/benchmarks/bench_gui.py``): stalls of

@@ -212,7 +212,7 @@ class QueueView(QWidget):
         self._update_buttons()
 
     def _act(self, title: str, ids: list[int], action: Callable[[int], RetrieveJob]) -> None:
-        """Run ``action`` on each job in a worker: a cancel sends C-CANCEL (pynetdicom).
+        """Run ``action`` on each job in a worker: a cancel sends C-CANCEL.
 
         The returned snapshots are not shown: the queue reports the same changes, in order,
         through :meth:`on_change`, and a snapshot from here could arrive after a newer one.

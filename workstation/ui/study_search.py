@@ -1,7 +1,7 @@
 """Runs a study search on one or several nodes and streams the matches into the study table.
 
 Each (node, query) pair is one background task. Its C-FIND runs in the window's helper process
-(:mod:`.find_process`, which keeps pynetdicom's reader thread off the window's GIL); the task
+(:mod:`.find_process`, which keeps the C-FIND's reading thread off the window's GIL); the task
 pushes every accepted :class:`StudyRow`, with its cells already formatted (the per-row work is
 done in the worker, not on the GUI thread), into a :class:`BatchBuffer`, and waits at a
 :class:`WorkerGate` while the window paints. The buffer hands the rows to the model at most ~10

@@ -5,7 +5,7 @@ result, what to do if it fails and where progress goes. The function runs in a w
 (``loop.run_in_executor``); progress it reports is handed to the GUI thread with
 ``loop.call_soon_threadsafe``; success and failure callbacks run on the GUI thread. A failure
 goes to the log and to :attr:`TaskRunner.failed` (the window shows it) unless the caller
-handles it. No pynetdicom call ever runs on the GUI thread: they all come through here or
+handles it. No DIMSE call ever runs on the GUI thread: they all come through here or
 through the retrieve queue's own threads.
 """
 
