@@ -16,8 +16,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from workstation.dimse.wire.negotiation import AssociationFailure
 from workstation.dimse.wire.scp import Receiver
-from workstation.dimse.wire.scu import AssociationFailure, LeanAssociation, open_association
+from workstation.dimse.wire.scu import LeanAssociation, open_association
 from workstation.errors import (
     AssociationAborted,
     AssociationRejected,

@@ -4,13 +4,15 @@ The acceptor side decides from an A-ASSOCIATE-RQ what a storage SCP accepts: Ver
 every storage-like SOP class (standard storage, private and unknown ones) in the first transfer
 syntax the caller proposes, which the SCP stores as received; Query/Retrieve, worklist and other
 services are refused context by context. The requestor side builds an A-ASSOCIATE-RQ and reads
-the answer. Both return a :class:`Negotiated` that the message layer works from. The PDUs
-are encoded and decoded by :mod:`.assoc_pdu` (no pynetdicom import: ``workstation echo`` starts
-in a few tens of milliseconds).
+the answer (:func:`request`). Both return a :class:`Negotiated` that the message layer works
+from. The PDUs are encoded and decoded by :mod:`.assoc_pdu` (no pynetdicom import:
+``workstation echo`` starts in a few tens of milliseconds).
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -20,7 +22,16 @@ from workstation.dimse.wire.assoc_pdu import (
     AssociateRQ,
     AssociationPduError,
     PresentationContextAC,
+    PresentationContextRQ,
     RoleSelection,
+)
+from workstation.dimse.wire.pdu import (
+    A_ASSOCIATE_AC,
+    A_ASSOCIATE_RJ,
+    PDU_NAMES,
+    PduError,
+    PduReader,
+    abort_pdu,
 )
 from workstation.implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
@@ -199,3 +210,78 @@ def accept(
         peer_implementation=request.implementation_class_uid,
     )
     return answer.encode(), negotiated
+
+
+class AssociationFailure(Exception):
+    """Opening the association failed; ``kind`` is 'connect', 'rejected', 'aborted' or 'none'."""
+
+    def __init__(self, kind: str, message: str, rejection: tuple[int, int, int] | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.rejection = rejection
+
+
+def request(
+    sock: socket.socket,
+    called_aet: str,
+    calling_aet: str,
+    contexts: Sequence[tuple[str, Sequence[str]]],
+    scp_roles: Sequence[str],
+    max_pdu: int,
+    timeout: float | None,
+) -> tuple[PduReader, Negotiated]:
+    """Send an A-ASSOCIATE-RQ on a connected ``sock`` and read the answer (the requestor's
+    side). Returns the reader to go on with and what was agreed; raises
+    :class:`AssociationFailure` (the caller closes the socket)."""
+    offered = {
+        2 * i + 1: (abstract, list(syntaxes)) for i, (abstract, syntaxes) in enumerate(contexts)
+    }
+    rq = AssociateRQ(
+        called_ae=called_aet,
+        calling_ae=calling_aet,
+        contexts=[PresentationContextRQ(cid, ab, ts) for cid, (ab, ts) in offered.items()],
+        max_length=max_pdu,
+        implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+        implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+        roles=[RoleSelection(uid, False, True) for uid in scp_roles],
+    )
+    sock.settimeout(timeout)
+    sock.sendall(rq.encode())
+    reader = PduReader(sock, max_length=1 << 20, buffer_size=1 << 16)
+    try:
+        kind, body = reader.read()
+    except TimeoutError:
+        raise AssociationFailure(
+            "aborted", f"no answer to the association request within {timeout:g} s"
+        ) from None
+    except (PduError, OSError) as exc:
+        raise AssociationFailure("aborted", str(exc)) from None
+    if kind == A_ASSOCIATE_RJ:
+        triple = (body[1], body[2], body[3]) if len(body) >= 4 else (1, 1, 1)
+        raise AssociationFailure("rejected", "association rejected", triple)
+    if kind != A_ASSOCIATE_AC:
+        raise AssociationFailure("aborted", f"the peer answered with {PDU_NAMES[kind]}")
+    try:
+        answer = AssociateAC.decode(body)
+    except AssociationPduError as exc:
+        raise AssociationFailure("aborted", f"an A-ASSOCIATE-AC we cannot decode ({exc})") from None
+    accepted = {
+        cx.context_id: (offered[cx.context_id][0], cx.transfer_syntax)
+        for cx in answer.contexts
+        if cx.result == ACCEPTANCE
+        and cx.context_id in offered
+        and cx.transfer_syntax in offered[cx.context_id][1]  # never one we did not propose
+    }
+    if not accepted:
+        with contextlib.suppress(OSError):
+            sock.sendall(abort_pdu(0, 0))
+        raise AssociationFailure("none", "no presentation context accepted")
+    negotiated = Negotiated(
+        calling_aet=calling_aet,
+        called_aet=called_aet,
+        contexts=accepted,
+        peer_max_pdu=answer.max_length,
+        peer_implementation=answer.implementation_class_uid,
+        roles={r.sop_class_uid: (r.scu_role, r.scp_role) for r in answer.roles},
+    )
+    return reader, negotiated

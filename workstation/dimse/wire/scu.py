@@ -1,6 +1,6 @@
 """A lean requestor: the associations we open, on our own socket loop (PS3.7, PS3.8).
 
-:func:`open_association` negotiates (:mod:`.assoc_pdu`) and returns a
+:func:`open_association` connects, negotiates (:func:`.negotiation.request`) and returns a
 :class:`LeanAssociation`, which speaks the DIMSE services the workstation requests (C-ECHO,
 C-FIND, C-MOVE, C-GET with its C-STOREs, C-CANCEL) with the ``struct`` command codec. Its
 ``send_c_move``/``send_c_get``/``send_c_cancel``/``abort`` keep the signatures of pynetdicom's
@@ -28,23 +28,16 @@ from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
 from workstation.dimse.wire import commands as cmd
-from workstation.dimse.wire.assoc_pdu import (
-    AssociateAC,
-    AssociateRQ,
-    AssociationPduError,
-    PresentationContextRQ,
-    RoleSelection,
-)
 from workstation.dimse.wire.negotiation import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
     IMPLICIT_VR_LE,
+    AssociationFailure,
     Negotiated,
+    request,
 )
 from workstation.dimse.wire.pdu import (
     A_ABORT,
-    A_ASSOCIATE_AC,
-    A_ASSOCIATE_RJ,
     A_RELEASE_RP,
     A_RELEASE_RQ,
     MCH_COMMAND,
@@ -60,7 +53,6 @@ from workstation.dimse.wire.pdu import (
     p_data,
     send_all,
 )
-from workstation.implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -74,15 +66,6 @@ MAX_PDU = 1 << 20
 #: The largest response identifier we keep in memory (C-FIND match, C-MOVE final).
 MAX_IDENTIFIER = 1 << 24
 PENDING = (0xFF00, 0xFF01)
-
-
-class AssociationFailure(Exception):
-    """Opening the association failed; ``kind`` is 'connect', 'rejected', 'aborted' or 'none'."""
-
-    def __init__(self, kind: str, message: str, rejection: tuple[int, int, int] | None = None):
-        super().__init__(message)
-        self.kind = kind
-        self.rejection = rejection
 
 
 @dataclass(frozen=True)
@@ -126,61 +109,9 @@ def open_association(
         raise AssociationFailure("connect", str(exc)) from None
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        proposed = {2 * index + 1: abstract for index, (abstract, _) in enumerate(contexts)}
-        request = AssociateRQ(
-            called_ae=called_aet,
-            calling_ae=calling_aet,
-            contexts=[
-                PresentationContextRQ(2 * index + 1, abstract, list(syntaxes))
-                for index, (abstract, syntaxes) in enumerate(contexts)
-            ],
-            max_length=MAX_PDU,
-            implementation_class_uid=IMPLEMENTATION_CLASS_UID,
-            implementation_version_name=IMPLEMENTATION_VERSION_NAME,
-            roles=[RoleSelection(uid, False, True) for uid in scp_roles],
+        reader, negotiated = request(
+            sock, called_aet, calling_aet, contexts, scp_roles, MAX_PDU, connect_timeout
         )
-        sock.settimeout(connect_timeout)
-        sock.sendall(request.encode())
-        reader = PduReader(sock, max_length=1 << 20, buffer_size=1 << 16)
-        try:
-            kind, body = reader.read()
-        except TimeoutError:
-            raise AssociationFailure(
-                "aborted", f"no answer to the association request within {connect_timeout:g} s"
-            ) from None
-        except (PduError, OSError) as exc:
-            raise AssociationFailure("aborted", str(exc)) from None
-        if kind == A_ASSOCIATE_RJ:
-            triple = (body[1], body[2], body[3]) if len(body) >= 4 else (1, 1, 1)
-            raise AssociationFailure("rejected", "association rejected", triple)
-        if kind != A_ASSOCIATE_AC:
-            raise AssociationFailure("aborted", f"the peer answered with {PDU_NAMES[kind]}")
-        try:
-            answer = AssociateAC.decode(body)
-        except AssociationPduError as exc:
-            raise AssociationFailure(
-                "aborted", f"an A-ASSOCIATE-AC we cannot decode ({exc})"
-            ) from None
-        offered = {2 * index + 1: set(syntaxes) for index, (_, syntaxes) in enumerate(contexts)}
-        accepted = {
-            cx.context_id: (proposed[cx.context_id], cx.transfer_syntax)
-            for cx in answer.contexts
-            if cx.result == 0
-            and cx.context_id in proposed
-            and cx.transfer_syntax in offered[cx.context_id]  # never one we did not propose
-        }
-        negotiated = Negotiated(
-            calling_aet=calling_aet,
-            called_aet=called_aet,
-            contexts=accepted,
-            peer_max_pdu=answer.max_length,
-            peer_implementation=answer.implementation_class_uid,
-            roles={r.sop_class_uid: (r.scu_role, r.scp_role) for r in answer.roles},
-        )
-        if not accepted:
-            with contextlib.suppress(OSError):
-                sock.sendall(abort_pdu(0, 0))
-            raise AssociationFailure("none", "no presentation context accepted")
     except BaseException:
         sock.close()
         raise
