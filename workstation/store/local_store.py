@@ -58,14 +58,15 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from workstation.errors import InvalidInput, StoreError
 from workstation.store.batch import CommitResult
 from workstation.store.header import read_header
+from workstation.store.importer import ImportReport
 from workstation.store.index import StoreIndex
 from workstation.store.layout import (
     instance_path,
@@ -98,14 +99,6 @@ OPEN_MARKER = "open"
 Listener = Callable[[list[StoredInstance]], None]
 
 
-@dataclass(frozen=True)
-class ImportReport:
-    stored: int = 0
-    duplicates: int = 0
-    skipped: int = 0  # not DICOM Part-10, or unusable UIDs
-    failed: int = 0  # could not be read or written
-
-
 class LocalStore:
     """The store under ``root`` (``~`` expanded, created if missing). Thread-safe."""
 
@@ -115,7 +108,6 @@ class LocalStore:
         meta = self.root / META_DIR
         meta.mkdir(mode=0o700, parents=True, exist_ok=True)
         _make_private(self.root)
-        self._real_root = self.root.resolve()
         self._owner = StoreLock(meta, self.root)  # before touching anything another may use
         clean_incoming(self.root)
         self._trash = Trash(self.root, fsync=fsync)
@@ -206,35 +198,11 @@ class LocalStore:
         return temp_path(self.root)
 
     def import_path(self, path: str | os.PathLike[str]) -> ImportReport:
-        """Copy a file or, recursively, a folder into the store; non-DICOM files are skipped."""
-        source = Path(path).expanduser().absolute()
-        if source.resolve().is_relative_to(self._real_root):
-            raise InvalidInput(f"cannot import {source}: it is inside the store itself")
-        if not source.exists():
-            raise InvalidInput(f"cannot import {source}: no such file or folder")
-        counts = {"stored": 0, "duplicates": 0, "skipped": 0, "failed": 0}
-        for file in _walk(source):
-            try:
-                stored = self._store(read_header(file), file, move=False, source_aet="")
-            except InvalidInput as exc:
-                log.debug("skipping %s: %s", file, exc)
-                counts["skipped"] += 1
-            except (OSError, StoreError) as exc:
-                # The file name may hold patient data: it goes to DEBUG only.
-                log.warning("cannot import a file: %s", _reason(exc))
-                log.debug("cannot import %s: %s", file, exc)
-                counts["failed"] += 1
-            else:
-                counts["duplicates" if stored.duplicate else "stored"] += 1
-        report = ImportReport(**counts)
-        log.info(
-            "import: %d stored, %d duplicate(s), %d skipped, %d failed",
-            report.stored,
-            report.duplicates,
-            report.skipped,
-            report.failed,
-        )
-        return report
+        """Copy a file or, recursively, a folder into the store; non-DICOM files are skipped
+        (see :func:`workstation.store.importer.import_path`)."""
+        from workstation.store.importer import import_path
+
+        return import_path(self, path)
 
     def _store(
         self,
@@ -560,23 +528,6 @@ def _stored(root: Path, record: InstanceRecord) -> StoredInstance:
         size=record.size,
         duplicate=record.duplicate,
     )
-
-
-def _reason(exc: BaseException) -> str:
-    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror
-    return type(cause).__name__
-
-
-def _walk(source: Path) -> Iterator[Path]:
-    if source.is_file():
-        yield source
-        return
-    for folder, dirs, files in os.walk(source):
-        dirs.sort()
-        for name in sorted(files):
-            yield Path(folder, name)
 
 
 def _count_files(folder: Path) -> int:
