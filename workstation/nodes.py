@@ -29,6 +29,23 @@ def validate_ae_title(title: str) -> str:
     return stripped
 
 
+#: Specific Character Set defined terms a query may be sent in (PS3.3 C.12.1.1.2), written
+#: out so that loading the settings imports no pydicom.
+CHARSETS = (
+    "ISO_IR 192", "ISO_IR 100", "ISO_IR 101", "ISO_IR 109", "ISO_IR 110", "ISO_IR 144",
+    "ISO_IR 127", "ISO_IR 126", "ISO_IR 138", "ISO_IR 148", "ISO_IR 13",
+    "ISO_IR 166", "GB18030", "GBK",
+)  # fmt: skip
+
+
+def validate_charset(term: str) -> str:
+    """Return ``term`` as a defined term (``iso_ir 100`` -> ``ISO_IR 100``), or raise."""
+    stripped = " ".join((term or "").split()).upper().replace("ISO_IR_", "ISO_IR ")
+    if stripped not in CHARSETS:
+        raise InvalidInput(f"unknown character set {term!r}: use one of {', '.join(CHARSETS)}")
+    return stripped
+
+
 def _validate_port(port: int | str, text: str) -> int:
     try:
         value = int(port)
@@ -50,6 +67,12 @@ class RemoteNode:
     ``retrieve_associations`` above 1 retrieves a study series by series over that many
     associations at once, for a PACS that allows it (most serve each association with its
     own thread); 1, the default, sends one request on one association, as DCMTK does.
+
+    ``charset`` is the Specific Character Set a query with non-ASCII text is sent in
+    (``ISO_IR 192``, UTF-8, by default; ``ISO_IR 100`` for a PACS that holds Latin-1 and matches
+    bytes). ``uid_lists`` says whether the PACS takes a C-MOVE/C-GET naming several UIDs in one
+    request (PS3.4 C.2.2.2.2): ``True`` (the default) sends lists and falls back to one request
+    per UID when a list is refused; ``False`` sends one request per UID from the start.
     """
 
     ae_title: str
@@ -60,8 +83,12 @@ class RemoteNode:
     connect_timeout: float = 10.0
     dimse_timeout: float = 30.0
     retrieve_associations: int = 1
+    charset: str = "ISO_IR 192"
+    uid_lists: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "charset", validate_charset(self.charset))
+        object.__setattr__(self, "uid_lists", bool(self.uid_lists))
         if not 1 <= int(self.retrieve_associations) <= 16:
             raise InvalidInput(
                 f"retrieve associations must be 1 to 16, not {self.retrieve_associations}"
