@@ -172,6 +172,11 @@ class QuirkyArchive(DemoArchive):
         self.get_quirk: MoveQuirk | None = None
         self.ignore_cancel = False
         self.refuse_find_levels: set[str] = set()
+        #: Answer every PATIENT/STUDY/SERIES match this many times (one per instance, say).
+        self.repeat_matches = 1
+        self.finds = 0
+        #: The C-MOVE/C-GET identifiers received, in order.
+        self.requests: list[Dataset] = []
         self.sent: list[str] = []
         self.moves = 0
         self.gets = 0
@@ -233,14 +238,19 @@ class QuirkyArchive(DemoArchive):
     # -- handlers ---------------------------------------------------------------------------
 
     def _on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        self.finds += 1
         level = str(event.identifier.get("QueryRetrieveLevel", ""))
         if level in self.refuse_find_levels:
             yield 0xC000, None  # like a PACS that does not query at this level
             return
-        yield from super()._on_find(event)
+        repeat = self.repeat_matches if level != "IMAGE" else 1
+        for status, match in super()._on_find(event):
+            for _ in range(repeat if match is not None else 1):
+                yield status, match
 
     def _on_move(self, event: Any) -> Iterator[Any]:
         self.moves += 1
+        self.requests.append(event.identifier)
         if self.move_quirk is not None:
             yield from self.move_quirk(self, event)
         else:
@@ -248,6 +258,7 @@ class QuirkyArchive(DemoArchive):
 
     def _on_get(self, event: Any) -> Iterator[Any]:
         self.gets += 1
+        self.requests.append(event.identifier)
         if self.get_quirk is not None:
             yield from self.get_quirk(self, event)
         else:

@@ -222,6 +222,7 @@ def test_stored_file_holds_the_exact_bytes_and_the_index_the_attributes(
         path=store.root / STUDY / SERIES / f"{sop_uid(1)}.dcm",
         size=len(data),
         duplicate=False,
+        patient_id="PID-1",
     )
     assert stored.path.read_bytes() == data
     assert store.flush(timeout=10)

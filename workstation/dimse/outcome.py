@@ -102,6 +102,15 @@ class RetrieveOutcome:
     conflicts: tuple[str, ...] = ()
     #: How many associations carried the requests (more than one: series in parallel).
     associations: int = 1
+    #: The requests named one UID each: the node takes no UID lists, or refused one now.
+    one_per_uid: bool = False
+    #: The PACS refused a request naming several UIDs (then asked one at a time): remember
+    #: it for the node (``RemoteNode.uid_lists=False``) to skip the refused request next time.
+    uid_list_refused: bool = False
+    #: Instances that arrived during the retrieve that no running retrieve asked for (stored).
+    unrequested: int = 0
+    #: Instances our local store failed to write (e.g. a full disk): they are missing.
+    write_failures: int = 0
 
     @property
     def ok(self) -> bool:

@@ -9,6 +9,7 @@ C-GET, which SOP classes to propose. A query without the unique key of its level
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -66,14 +67,32 @@ class _Match:
 
 
 def _find_all(assoc: Any, model: InformationModel, ds: Dataset) -> list[_Match]:
+    """Every match of one C-FIND, once per unique key of its level.
+
+    Some SCPs answer one match per instance at every level (a study of 100 instances comes
+    back 100 times): kept as they come, a patient retrieve would send one listing C-FIND per
+    duplicate below it.
+    """
+    try:
+        key: str | None = Level(str(ds.QueryRetrieveLevel)).unique_key
+    except (AttributeError, ValueError):
+        key = None
     matches = []
+    seen: set[str] = set()
     for status, match, _ in assoc.find_raw(ds, model.find_uid):
         if status < 0:
             raise DimseTimeout("the PACS stopped answering while we listed the instances")
         info = describe(status)
         if info.category is Category.PENDING:
-            if match is not None:
-                matches.append(_Match(RawIdentifier(match.data, implicit_vr=match.implicit_vr)))
+            if match is None:
+                continue
+            found = _Match(RawIdentifier(match.data, implicit_vr=match.implicit_vr))
+            value = str(found.get(key, "") or "") if key else ""
+            if value:
+                if value in seen:
+                    continue
+                seen.add(value)
+            matches.append(found)
         elif info.category is Category.FAILURE:
             raise OperationFailed(f"listing the instances failed: {info}", info.code)
     return matches
@@ -212,7 +231,36 @@ def requests_for_query(query: Query) -> tuple[Dataset, ...]:
         value = query.get(keyword)
         if value:
             setattr(ds, keyword, value)
+    if level is Level.PATIENT:
+        # List matching is defined for UIDs only (PS3.4 C.2.2.2.2): one request per patient.
+        return split_request(ds)
     return (ds,)
+
+
+def uid_list(request: Dataset) -> list[str]:
+    """The values of the unique key of ``request``'s level (several: a list request)."""
+    try:
+        key = Level(str(request.QueryRetrieveLevel)).unique_key
+    except (AttributeError, ValueError):
+        return []
+    value = request.get(key)
+    if value is None or isinstance(value, str | bytes):
+        return split_uids(value.decode("ascii", "replace") if isinstance(value, bytes) else value)
+    return [str(v).strip() for v in value if str(v).strip()]  # a MultiValue
+
+
+def split_request(request: Dataset) -> tuple[Dataset, ...]:
+    """``request`` as one request per value of its level's unique key (itself if single)."""
+    values = uid_list(request)
+    if len(values) < 2:
+        return (request,)
+    key = Level(str(request.QueryRetrieveLevel)).unique_key
+    singles = []
+    for value in values:
+        single = copy.deepcopy(request)
+        setattr(single, key, value)
+        singles.append(single)
+    return tuple(singles)
 
 
 def requests_for_instances(
@@ -227,20 +275,28 @@ def requests_for_instances(
     groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for inst in instances:
         parent: tuple[str, ...]
+        # Study root sends no PatientID: studies of several patients go in one request.
+        patient = inst.patient_id if patient_root else ""
         if level is Level.PATIENT:
             parent, uid = (), inst.patient_id
         elif level is Level.STUDY:
-            parent, uid = (inst.patient_id,), inst.study_uid
+            parent, uid = (patient,), inst.study_uid
         elif level is Level.SERIES:
-            parent, uid = (inst.patient_id, inst.study_uid), inst.series_uid
+            parent, uid = (patient, inst.study_uid), inst.series_uid
         else:
-            parent, uid = (inst.patient_id, inst.study_uid, inst.series_uid), inst.sop_instance_uid
+            parent, uid = (patient, inst.study_uid, inst.series_uid), inst.sop_instance_uid
+        if level is Level.PATIENT:
+            # List matching is defined for UIDs only (PS3.4 C.2.2.2.2): PatientID is not one,
+            # so a retrieve of several patients is one request per patient.
+            parent = (uid,)
         if uid not in groups[parent]:
             groups[parent].append(uid)
     requests = []
     for parent, uids in groups.items():
         ds = Dataset()
         ds.QueryRetrieveLevel = level.value
+        if level is Level.PATIENT:
+            parent = ()
         names: Sequence[str] = _UNIQUE_KEYS[: len(parent) + 1]
         values = [*parent, "\\".join(uids)]
         for keyword, value in zip(names, values, strict=True):

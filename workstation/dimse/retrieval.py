@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -26,6 +27,7 @@ from workstation.dimse.outcome import (
     RetrieveProgress,
     RetrieveState,
 )
+from workstation.dimse.plan import split_request, uid_list
 from workstation.dimse.status import Category, StatusInfo, describe
 from workstation.errors import NetworkError
 from workstation.nodes import RemoteNode
@@ -36,6 +38,10 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[RetrieveProgress], None]
 
 _COUNTERS = ("completed", "remaining", "failed", "warning")
+
+#: Retrievals running in this process: an arrival one of them asked for is not unrequested.
+_active: weakref.WeakSet[Retrieval] = weakref.WeakSet()
+_active_lock = threading.Lock()
 
 
 class _Lane:
@@ -92,6 +98,22 @@ class Retrieval:
         #: Listed instances left out because the store already held them (only_missing).
         self.already_stored = 0
         self.cancel_grace = 3.0
+        #: Whether every final response so far carried the three sub-operation counters.
+        self.reported_counts = True
+        #: (level, how many UIDs) of list requests the PACS refused (then sent one by one).
+        self.lists_refused: list[tuple[str, int]] = []
+        #: The requests went out one UID each because the node is known not to take lists.
+        self.one_per_uid = False
+        #: Instances that arrived meanwhile that neither this retrieve nor another one running
+        #: asked for (stored all the same: they are valid data).
+        self.unrequested: set[str] = set()
+        with _active_lock:
+            _active.add(self)
+        #: The sink instances are written through: its write failures explain missing ones.
+        self.sink: Any = None
+        self._write_failures_at_start = 0
+        #: Retry cannot help (e.g. the PACS refuses C-GET altogether): say so, not "retry".
+        self.retry_useless = False
 
     # -- arrivals (association threads) -------------------------------------------------------
 
@@ -105,11 +127,18 @@ class Retrieval:
             "StudyInstanceUID": stored.study_uid,
             "SeriesInstanceUID": stored.series_uid,
             "SOPInstanceUID": stored.sop_instance_uid,
+            "PatientID": stored.patient_id,
         }.get(keyword)
         return value in uids
 
     def on_stored(self, stored: StoredInstance) -> None:
         if not self._wanted(stored):
+            if self.lanes and not self.done:
+                with _active_lock:
+                    others = [r for r in _active if r is not self]
+                if not any(other._wanted(stored) for other in others):
+                    with self.lock:
+                        self.unrequested.add(stored.sop_instance_uid)
             return
         with self.lock:
             self.last_activity = time.monotonic()
@@ -198,8 +227,20 @@ class Retrieval:
 
     # -- the DIMSE exchange -------------------------------------------------------------------
 
-    def follow(self, lane: _Lane, responses: Iterable[tuple[Dataset, Dataset | None]]) -> None:
-        """Consume the C-MOVE/C-GET responses of one request, sent on ``lane``."""
+    def follow(
+        self,
+        lane: _Lane,
+        responses: Iterable[tuple[Dataset, Dataset | None]],
+        *,
+        uid_list: bool = False,
+    ) -> StatusInfo | None:
+        """Consume the C-MOVE/C-GET responses of one request, sent on ``lane``.
+
+        ``uid_list``: the request names several UIDs of its level. If the PACS ends it without
+        a single sub-operation (a failure, or a success with nothing matched: how SCPs that do
+        not take lists answer them), its final status is returned and not counted: the caller
+        asks again one UID at a time.
+        """
         for status, identifier in responses:
             if not status:
                 with self.lock:
@@ -210,7 +251,7 @@ class Retrieval:
                             if aborted
                             else f"{self.node} stopped answering"
                         )
-                return
+                return None
             info = describe(int(status.Status))
             with self.lock:
                 self.last_activity = time.monotonic()
@@ -222,7 +263,23 @@ class Retrieval:
                 ):
                     if keyword in status and status[keyword].value is not None:
                         lane.counters[key] = int(status[keyword].value)
+                attempted = sum(lane.counters[k] or 0 for k in ("completed", "failed", "warning"))
+                if (
+                    uid_list
+                    and info.category in (Category.SUCCESS, Category.FAILURE)
+                    and not attempted
+                ):
+                    lane.counters = dict.fromkeys(_COUNTERS)
+                    return info
                 if info.category is not Category.PENDING:
+                    self.reported_counts = self.reported_counts and all(
+                        keyword in status
+                        for keyword in (
+                            "NumberOfCompletedSuboperations",
+                            "NumberOfFailedSuboperations",
+                            "NumberOfWarningSuboperations",
+                        )
+                    )
                     # With several lanes, the least good final status is the retrieve's.
                     if self.final is None or _rank(info) >= _rank(self.final):
                         self.final = info
@@ -236,7 +293,8 @@ class Retrieval:
                         ]
             self._report()
             if info.category is not Category.PENDING:
-                return
+                return None
+        return None
 
     def run_requests(
         self, assoc: Any, requests: Iterable[Dataset], send: Callable[..., Any]
@@ -314,15 +372,36 @@ class Retrieval:
         threading.Thread(target=self._watchdog, name="retrieve-watchdog", daemon=True).start()
 
     def _run_lane(self, lane: _Lane, requests: Iterator[Dataset], send: Callable[..., Any]) -> None:
-        for request in requests:
-            if self.cancel_sent or self.error or self.stop_reason:
-                break
-            with self.lock:
-                lane.msg_id += 1
-                msg_id = lane.msg_id
-            self.follow(lane, send(lane.assoc, request, msg_id))
-            if self.final is not None and self.final.category is Category.FAILURE:
-                break
+        for first in requests:
+            queued = [first]
+            while queued:
+                request = queued.pop(0)
+                if self.cancel_sent or self.error or self.stop_reason:
+                    return
+                with self.lock:
+                    lane.msg_id += 1
+                    msg_id = lane.msg_id
+                uids = uid_list(request)
+                refused = self.follow(
+                    lane, send(lane.assoc, request, msg_id), uid_list=len(uids) > 1
+                )
+                if refused is not None:
+                    level = str(request.QueryRetrieveLevel).lower()
+                    log.warning(
+                        "%s answered a C-%s naming %d %s UIDs with %s and no sub-operation: "
+                        "asking one UID at a time",
+                        self.node,
+                        self.method.upper(),
+                        len(uids),
+                        level,
+                        refused,
+                    )
+                    with self.lock:
+                        self.lists_refused.append((level, len(uids)))
+                    queued[:0] = split_request(request)
+                    continue
+                if self.final is not None and self.final.category is Category.FAILURE:
+                    return
 
     def _still_expecting(self) -> bool:
         """Whether instances the PACS is going to send (or said it sent) have not arrived.
@@ -334,9 +413,40 @@ class Retrieval:
             settled = self.received.union(self.failed_uids)
             return any(uid not in settled for uid in self.expected)
         target = max(self._announced(), self.expected_count or 0)
+        if not target and self.nothing_matched():
+            return False
         # Knowing nothing (no counts, or a success that counted nothing), only the idle
         # timeout can tell that the PACS has finished sending.
         return not target or len(self.received) < target
+
+    def nothing_matched(self) -> bool:
+        """The PACS said, with explicit zero counters, that it had nothing to send, and
+        nothing we know of says otherwise (no listing, or a count of zero).
+
+        A PACS that sends no counters may still be sending (success before its C-STOREs):
+        only the idle timeout tells then.
+        """
+        return (
+            self.final is not None
+            and self.final.category is Category.SUCCESS
+            and self.reported_counts
+            and not self._announced()
+            and not self.finished_counts["failed"]
+            and not self.expected
+            and not self.expected_count
+            and not self.received
+        )
+
+    def write_failures(self) -> tuple[int, str]:
+        """How many instances our store failed to write during this retrieve, and why."""
+        if self.sink is None:
+            return 0, ""
+        count, reason = self.sink.write_failures()
+        return count - self._write_failures_at_start, reason
+
+    def watch_sink(self, sink: Any) -> None:
+        self.sink = sink
+        self._write_failures_at_start = sink.write_failures()[0]
 
     def _announced(self) -> int:
         return self.finished_counts["completed"] + self.finished_counts["warning"]
@@ -375,6 +485,8 @@ class Retrieval:
     # -- the outcome ------------------------------------------------------------------------
 
     def outcome(self, destination_hint: str = "") -> RetrieveOutcome:
+        with _active_lock:
+            _active.discard(self)
         with self.lock:
             self.done = True
             expected = self.expected
@@ -426,6 +538,10 @@ class Retrieval:
                 already_stored=self.already_stored,
                 conflicts=tuple(dict.fromkeys(self.conflicts)),
                 associations=max(1, len(self.lanes)),
+                one_per_uid=self.one_per_uid or bool(self.lists_refused),
+                uid_list_refused=bool(self.lists_refused),
+                unrequested=len(self.unrequested),
+                write_failures=self.write_failures()[0],
             )
 
     def _message(
@@ -451,10 +567,31 @@ class Retrieval:
                 f"cop{'ies' if count != 1 else 'y'}: the stored kept, the new set aside in "
                 "the store's .conflicts folder"
             )
-        if final is not None and final.code == 0xA801:
+        failures, why = self.write_failures()
+        disk = ""
+        if failures:
+            disk = (
+                f"our local store could not write {failures} "
+                f"instance{'s' if failures != 1 else ''} ({why}): free space on its disk "
+                "(or fix the store folder), then Retry"
+            )
+        notes = self._notes()
+        if final is not None and final.code == 0xA801 and not self.lists_refused:
             return (
                 f"the PACS does not know AE {self.move_destination} as a move destination; "
                 f"add {self.move_destination} at {destination_hint} to its configuration"
+            )
+        if disk and state is not RetrieveState.DONE:
+            reasons = [disk]
+            if final is not None and final.category in (Category.FAILURE, Category.WARNING):
+                reasons.append(f"the PACS then answered {final}")
+            if missing:
+                reasons.append(f"{len(missing)} instance{'s' if len(missing) != 1 else ''} missing")
+            return "; ".join([got, *reasons, *notes])
+        if state is RetrieveState.FAILED and not received and self.nothing_matched():
+            return (
+                f"the PACS has nothing matching: it answered {final} with no sub-operation "
+                "(nothing to send)"
             )
         if (
             self.method == "move"
@@ -469,10 +606,10 @@ class Retrieval:
             )
         if state is RetrieveState.DONE:
             if self.expected is None:
-                return f"{got} (checked by count only: the PACS did not list the instances)"
-            return got
+                got += " (checked by count only: the PACS did not list the instances)"
+            return "; ".join([got, *notes])
         if state is RetrieveState.CANCELLED:
-            return f"cancelled; {got}"
+            return "; ".join([f"cancelled; {got}", *notes])
         reasons = []
         if final is not None and final.category in (Category.FAILURE, Category.WARNING):
             reasons.append(f"the PACS answered {final}")
@@ -483,7 +620,11 @@ class Retrieval:
             reasons.append(self.error)
         if self.stop_reason:
             reasons.append(self.stop_reason)
-        if missing:
+        if missing and self.retry_useless:
+            reasons.append(
+                f"{len(missing)} instance{'s' if len(missing) != 1 else ''} not retrieved"
+            )
+        elif missing:
             reasons.append(
                 f"{len(missing)} instance{'s' if len(missing) != 1 else ''} missing "
                 "(retry fetches only those)"
@@ -494,7 +635,27 @@ class Retrieval:
                 reasons.append(f"{announced - received} of {announced} did not arrive")
             elif not received:
                 reasons.append("nothing arrived")
-        return "; ".join([got, *reasons])
+        return "; ".join([got, *reasons, *notes])
+
+    def _notes(self) -> list[str]:
+        """What the user should know besides what arrived: how requests were sent, extras."""
+        notes = []
+        if self.lists_refused:
+            level, count = self.lists_refused[0]
+            notes.append(
+                f"{self.node.label} refused a request naming {count} {level} UIDs, so they "
+                f"were asked for one at a time (set the node to one UID per request to skip "
+                "the refused list)"
+            )
+        elif self.one_per_uid:
+            notes.append(f"sent one request per UID ({self.node.label} takes no UID lists)")
+        if self.unrequested:
+            count = len(self.unrequested)
+            notes.append(
+                f"{count} instance{'s' if count != 1 else ''} nobody asked for also arrived "
+                "and w" + ("ere" if count != 1 else "as") + " stored"
+            )
+        return notes
 
 
 def _rank(info: StatusInfo) -> int:

@@ -27,7 +27,13 @@ from pydicom.uid import UID
 from workstation.cancel import CancelToken
 from workstation.dimse.association import associate
 from workstation.dimse.outcome import ExpectedInstance, RetrieveOutcome
-from workstation.dimse.plan import Planner, RetrievePlan, requests_for_instances, requests_for_query
+from workstation.dimse.plan import (
+    Planner,
+    RetrievePlan,
+    requests_for_instances,
+    requests_for_query,
+    split_request,
+)
 from workstation.dimse.retrieval import ProgressCallback, Retrieval
 from workstation.dimse.storage import StorageServer, StoreSink
 from workstation.errors import InvalidInput, NetworkError, OperationFailed
@@ -39,11 +45,12 @@ log = logging.getLogger(__name__)
 
 #: Seconds the PACS gets to answer a C-CANCEL before we abort.
 CANCEL_GRACE = 3.0
-#: Transfer syntaxes we accept for C-GET: everything pynetdicom knows, compressed included.
+#: Transfer syntaxes we accept for C-GET: everything pynetdicom knows, compressed included,
+#: but not Deflated Explicit VR Little Endian: a PACS that picks it would leave files some
+#: validators and viewers cannot read (our storage SCP also prefers any other syntax).
 GET_TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2.1",  # Explicit VR Little Endian first: what we prefer
     "1.2.840.10008.1.2",
-    "1.2.840.10008.1.2.1.99",
     "1.2.840.10008.1.2.2",
     "1.2.840.10008.1.2.4.50",
     "1.2.840.10008.1.2.4.51",
@@ -135,12 +142,30 @@ def _prepare(
         if plan.instances is None and query.level is not None:
             key = query.level.unique_key
             retrieval.scope = (key, set((query.get(key) or "").split("\\")))
+    if not _takes_uid_lists(node):
+        split = tuple(single for r in plan.requests for single in split_request(r))
+        retrieval.one_per_uid = len(split) > len(plan.requests)
+        plan = RetrievePlan(split, plan.instances, plan.count)
     if plan.instances is not None:
         retrieval.expected = {i.sop_instance_uid: i for i in plan.instances}
     elif expected is not None or plan.count is not None:
         retrieval.expected_count = plan.count if plan.count is not None else expected
     retrieval.start = retrieval.last_activity = time.monotonic()
     return retrieval, plan, model
+
+
+#: Nodes (``AET@HOST:PORT``) that refused a UID list in this process: asked one UID at a time.
+_REFUSED_LISTS: set[str] = set()
+
+
+def _takes_uid_lists(node: RemoteNode) -> bool:
+    return node.uid_lists and str(node) not in _REFUSED_LISTS
+
+
+def _remember(outcome: RetrieveOutcome) -> RetrieveOutcome:
+    if outcome.uid_list_refused:
+        _REFUSED_LISTS.add(str(outcome.node))
+    return outcome
 
 
 def _nothing_to_send(retrieval: Retrieval, plan: RetrievePlan) -> bool:
@@ -186,6 +211,7 @@ def move(
     retrieval, plan, model = _prepare(node, "move", aet, request, kwargs)
     retrieval.move_destination = scp.ae_title
     retrieval.query_model = model.move_uid
+    retrieval.watch_sink(scp)
     unsubscribe = scp.subscribe(retrieval.on_stored)
     hint = f"port {scp.port}"
     try:
@@ -214,7 +240,7 @@ def move(
     finally:
         scp.drain()
         unsubscribe()
-    return retrieval.outcome(hint)
+    return _remember(retrieval.outcome(hint))
 
 
 class _RoleRefused(NetworkError):
@@ -298,6 +324,7 @@ def get(
     retrieval, plan, model = _prepare(node, "get", calling_aet, request, kwargs)
     retrieval.query_model = model.get_uid
     sink = StoreSink(store)
+    retrieval.watch_sink(sink)
     sink.subscribe(retrieval.on_stored)
     contexts = _get_contexts(model, plan.sop_classes)
     roles = [uid for uid, _ in contexts[1:]]
@@ -337,13 +364,14 @@ def get(
                     retrieval.run_requests(assoc, plan.requests, send)
         except _RoleRefused as exc:
             retrieval.error = str(exc)
+            retrieval.retry_useless = True
         sink.drain()  # the last instances are written before the outcome counts them
         retrieval.wait_for_stragglers()
     except NetworkError as exc:
         retrieval.error = str(exc)
     finally:
         sink.close()  # writes what is queued, then ends its writer thread
-    return retrieval.outcome()
+    return _remember(retrieval.outcome())
 
 
 def retry(

@@ -57,6 +57,8 @@ class StoreSink:
         self._lock = threading.Lock()
         self._behind: _WriteBehind | None = None
         self.received = 0
+        self._write_failures = 0
+        self._write_failure_reason = ""
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback`` (on an association thread) for each instance stored."""
@@ -112,10 +114,27 @@ class StoreSink:
             return CANNOT_UNDERSTAND, _comment(exc)
         except (OSError, StoreError) as exc:
             log.error("cannot write an instance from %s to the store: %s", caller, exc)
+            self._write_failed(exc)
             _discard(data)
             return OUT_OF_RESOURCES, "cannot write to the local store"
         self._announce(stored)
         return SUCCESS, None
+
+    def write_failures(self) -> tuple[int, str]:
+        """How many received instances the store failed to write so far, and the last reason
+        (``No space left on device``, say): a retrieve reports them as the cause of what is
+        missing."""
+        with self._lock:
+            return self._write_failures, self._write_failure_reason
+
+    def _write_failed(self, exc: Exception) -> None:
+        cause: BaseException = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc)
+        with self._lock:
+            self._write_failures += 1
+            self._write_failure_reason = reason
 
     def _announce(self, stored: StoredInstance) -> None:
         with self._lock:
@@ -221,6 +240,7 @@ class _Incoming:
                 self.parts = []
         except (OSError, StoreError) as exc:
             log.error("cannot write an instance from %s to the store: %s", self.caller, exc)
+            self.sink._write_failed(exc)
             self._close_file()
             self.refusal = (OUT_OF_RESOURCES, "cannot write to the local store")
 
@@ -297,6 +317,7 @@ class _WriteBehind:
                     caller,
                     exc,
                 )
+                self.sink._write_failed(exc)
             except Exception:
                 log.exception("writing a received instance failed")
             else:
@@ -379,6 +400,11 @@ class StorageServer(StoreSink):
         if self._shared is not None:
             self._shared.drain(timeout)
         super().drain(timeout)
+
+    def write_failures(self) -> tuple[int, str]:
+        if self._shared is not None:
+            return self._shared.write_failures()
+        return super().write_failures()
 
     @classmethod
     def running_on(cls, port: int) -> StorageServer | None:

@@ -59,6 +59,7 @@ class StoredInstance:
     size: int
     duplicate: bool
     conflict: Path | None = None
+    patient_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,8 @@ def accept(
             usable = [ts for ts in syntaxes if ts in (IMPLICIT_VR_LE, EXPLICIT_VR_LE)]
             result = TRANSFER_SYNTAXES_NOT_SUPPORTED
         elif _is_storage_like(abstract):
-            usable = syntaxes
+            # The caller's order, but deflate last: files some readers cannot open.
+            usable = sorted(syntaxes, key=lambda ts: ts == DEFLATED_EXPLICIT_VR_LE)
             result = TRANSFER_SYNTAXES_NOT_SUPPORTED
         else:
             usable = []
