@@ -162,7 +162,7 @@ def test_bad_input_is_one_line_no_traceback(
     orthanc, config: Path, args: list[str], expected: str
 ) -> None:  # type: ignore[no-untyped-def]
     result = run("find", str(orthanc.node), *args, config=config)
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad usage
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert expected in result.stderr
@@ -186,4 +186,4 @@ def test_saved_nodes_round_trip(orthanc, config: Path) -> None:  # type: ignore[
     assert echo.returncode == 0, echo.stderr
     assert run("nodes", "remove", "main", config=config).returncode == 0
     gone = run("echo", "main", config=config)
-    assert gone.returncode == 1 and "no node named 'main'" in gone.stderr
+    assert gone.returncode == 2 and "no node named 'main'" in gone.stderr

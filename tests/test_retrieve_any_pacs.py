@@ -334,3 +334,41 @@ def test_instances_nobody_asked_for_are_mentioned(
     assert "1 instance nobody asked for also arrived and was stored" in outcome.message
     store.flush()
     assert str(extra.SOPInstanceUID) in store.instance_uids()
+
+
+def test_cli_remembers_a_node_that_refuses_uid_lists(tmp_path: Path) -> None:
+    from tests.servers import free_port
+    from tests.test_retrieve import run_cli
+
+    def quirk(archive: QuirkyArchive, event: Any) -> Iterator[Any]:
+        if len(_unique_key_values(event.identifier)) > 1:
+            yield archive.destination(event)
+            yield 0xC000, None
+            return
+        yield from DemoArchive._on_move(archive, event)
+
+    port = free_port()
+    config = tmp_path / "config"
+    with QuirkyArchive(CONTENT) as archive:
+        archive.add_destination("WORKSTATION", LOOPBACK, port)
+        archive.move_quirk = quirk
+        added = run_cli("nodes", "add", "quirky", str(archive.node).strip(), config=config)
+        assert added.returncode == 0, added.stderr
+        moved = run_cli(
+            *("move", "quirky", "-S", "-q", "PatientName=*", "--port", str(port)),
+            *("--store", str(tmp_path / "store"), "--idle-timeout", "2"),
+            config=config,
+        )
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        assert "refused a request naming 3 study UIDs" in moved.stdout
+        assert "quirky: saved as a node that takes one UID per request" in moved.stderr
+        listed = run_cli("nodes", "list", config=config)
+        assert "one UID per request" in listed.stdout
+        archive.requests.clear()
+        again = run_cli(
+            *("move", "quirky", "-S", "-q", "PatientName=*", "--port", str(port)),
+            *("--store", str(tmp_path / "store2"), "--idle-timeout", "2"),
+            config=config,
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert [len(_unique_key_values(r)) for r in archive.requests] == [1, 1, 1]

@@ -54,3 +54,7 @@ class OperationFailed(WorkstationError):
 
 class StoreError(WorkstationError):
     """The local store cannot save, move or index an instance (disk full, permissions, index)."""
+
+
+class StoreUnusable(StoreError, InvalidInput):
+    """The folder given as the local store cannot be one (a file, or it cannot be created)."""

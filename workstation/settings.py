@@ -127,3 +127,19 @@ def save(settings: Settings) -> Path:
         json.dump(data, tmp, indent=2, ensure_ascii=False)
     os.replace(tmp.name, path)
     return path
+
+
+def remember_no_uid_lists(node: RemoteNode) -> list[str]:
+    """Mark the saved nodes at ``node``'s address as taking one UID per request (after the
+    PACS refused a list); returns their names (none saved: nothing is written)."""
+    settings = load()
+    names = [
+        name
+        for name, saved in settings.nodes.items()
+        if str(saved) == str(node) and saved.uid_lists
+    ]
+    for name in names:
+        settings.nodes[name] = settings.nodes[name].with_options(uid_lists=False)
+    if names:
+        save(settings)
+    return names

@@ -1,7 +1,7 @@
 """Argument parsing and dispatch for the ``workstation`` command.
 
-Exit codes: 0 success, 1 failure (one line on stderr says what to do), 2 bad usage,
-130 interrupted.
+Exit codes: 0 success, 1 failure (one line on stderr says what to do), 2 bad usage (an
+option, a selector, a query file or a store folder that cannot be used), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,12 +10,21 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
-from workstation.errors import WorkstationError
+from workstation.cli.argtypes import seconds
+from workstation.errors import InvalidInput, WorkstationError
 
 log = logging.getLogger("workstation")
 
 Command = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (the usage itself is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -30,14 +39,14 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
         "--aet", default=None, help="our calling AE title (default: settings, WORKSTATION)"
     )
     parser.add_argument(
-        "--timeout", type=float, default=None, help="seconds to wait for each response"
+        "--timeout", type=seconds, default=None, help="seconds to wait for each response"
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from workstation.cli import node_cmds, query_cmds, retrieve_cmds
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="workstation",
         description="DICOM Query/Retrieve workstation. Without a command, opens the window.",
     )
@@ -86,6 +95,10 @@ def configure_logging(verbosity: int) -> None:
     )
     # pynetdicom logs each association at INFO; keep it quiet unless asked for DIMSE detail.
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if verbosity >= 2 else logging.CRITICAL)
+    # pydicom warns (and logs) about each invalid value a peer sends: one short line, limited.
+    from workstation.logs import tame_warnings
+
+    tame_warnings()
     if verbosity >= 2:
         from workstation.dimse.pynetdicom_ae import verbose_dimse_logging
 
@@ -103,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Command = args.func
     try:
         return func(args)
+    except InvalidInput as exc:  # bad usage: a selector, a query file, a store folder...
+        print(f"workstation {args.command}: {exc}", file=sys.stderr)
+        return 2
     except WorkstationError as exc:
         print(f"workstation {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -12,7 +12,9 @@ import time
 from typing import TYPE_CHECKING
 
 from workstation import settings as settings_mod
+from workstation.cli.argtypes import seconds
 from workstation.cli.query_cmds import add_query_arguments, build_query, resolve_target
+from workstation.errors import InvalidInput
 
 if TYPE_CHECKING:
     from workstation.dimse.outcome import RetrieveOutcome, RetrieveProgress
@@ -54,17 +56,22 @@ def add_retrieve_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     )
     parser.add_argument(
         "--idle-timeout",
-        type=float,
+        type=seconds,
         default=None,
         metavar="S",
         help="give up after S seconds without a response or an instance (default 30)",
     )
     parser.add_argument(
         "--total-timeout",
-        type=float,
+        type=seconds,
         default=None,
         metavar="S",
         help="give up after S seconds in all (default: no limit)",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help=f"{verb} everything the PACS holds (needed when no -q and no query file narrow it)",
     )
     parser.add_argument(
         "--only-missing",
@@ -165,6 +172,10 @@ def run_retrieve(args: argparse.Namespace) -> int:
     if args.associations is not None:
         node = node.with_options(retrieve_associations=args.associations)
     query = build_query(args)
+    if not args.all and not query.matching_keys():
+        raise InvalidInput(
+            f"{args.verb} needs -q to say what to retrieve (or --all for everything the PACS holds)"
+        )
     progress = ProgressLine(sys.stderr.isatty())
     token = CancelToken()
     options = dict(
@@ -195,6 +206,13 @@ def run_retrieve(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         progress.close()
+    if outcome.uid_list_refused:
+        for name in settings_mod.remember_no_uid_lists(node):
+            print(
+                f"{name}: saved as a node that takes one UID per request "
+                f"(undo with: workstation nodes add {name} {node} --uid-lists)",
+                file=sys.stderr,
+            )
     return _print_outcome(outcome, args.json)
 
 

@@ -23,6 +23,8 @@ from workstation.errors import (
     AssociationAborted,
     AssociationRejected,
     ConnectionFailed,
+    DimseTimeout,
+    NetworkError,
     NoAcceptedContext,
 )
 from workstation.nodes import DEFAULT_AE_TITLE, RemoteNode
@@ -41,7 +43,7 @@ def _describe_connect_failure(node: RemoteNode) -> str:
     try:
         with socket.create_connection((node.host, node.port), timeout=node.connect_timeout):
             pass
-    except socket.gaierror:
+    except (socket.gaierror, UnicodeError):  # UnicodeError: a name IDNA cannot encode
         return f"cannot resolve host {node.host!r}: check the host name of {node.label}"
     except TimeoutError:
         return (
@@ -147,11 +149,49 @@ def associate(
         ) from None
     try:
         yield assoc
+    except DimseTimeout:
+        # Code that only saw "no response" may call it a timeout; say what really happened.
+        if assoc.timed_out or not (
+            assoc.peer_aborted or assoc.peer_released or assoc.protocol_error
+        ):
+            raise
+        raise ended_error(assoc, node, calling_aet) from None
     finally:
         if assoc.is_established:
             assoc.release()
         else:
             assoc.close()
+
+
+def ended_error(assoc: LeanAssociation, node: RemoteNode, calling_aet: str) -> NetworkError:
+    """The error for an association that ended before the final response to its last request.
+
+    For the DIMSE timeout, callers say what the wait was for; this covers the rest. A PACS that
+    aborts as soon as a request arrives, without a word, is most often one that accepts any
+    association but serves only the AE titles it knows (Orthanc does this), so that is named.
+    """
+    request = assoc.last_request or "the request"
+    if assoc.timed_out:
+        return DimseTimeout(
+            f"{node} sent no {request} response for {assoc.dimse_timeout:g} s; we aborted"
+        )
+    if assoc.protocol_error:
+        return AssociationAborted(
+            f"{node} broke the DICOM protocol during {request} ({assoc.protocol_error}); "
+            "we aborted the association"
+        )
+    if assoc.peer_released:
+        return AssociationAborted(
+            f"{node} released the association without answering our {request} request"
+        )
+    if assoc.peer_aborted and not assoc.answered:
+        return AssociationAborted(
+            f"{node} aborted the association on our {request} request without answering it: "
+            f"the usual cause is a PACS that does not know our calling AE title {calling_aet!r}; "
+            f"add {calling_aet} (with this computer's address) to the AE titles it serves, "
+            "or use --aet with one it knows"
+        )
+    return AssociationAborted(f"{node} aborted the association during {request}")
 
 
 def abort_now(assoc: Any) -> None:

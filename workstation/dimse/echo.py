@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from workstation.dimse.association import VERIFICATION, associate
+from workstation.dimse.association import VERIFICATION, associate, ended_error
 from workstation.dimse.status import Category, StatusInfo, describe
 from workstation.errors import DimseTimeout, OperationFailed
 from workstation.nodes import DEFAULT_AE_TITLE, RemoteNode
@@ -26,8 +26,10 @@ def echo(node: RemoteNode, *, calling_aet: str = DEFAULT_AE_TITLE) -> EchoResult
     start = time.perf_counter()
     with associate(node, [(VERIFICATION, None)], calling_aet=calling_aet) as assoc:
         status = assoc.send_c_echo()
-    if status < 0:
+    if status < 0 and assoc.timed_out:
         raise DimseTimeout(f"{node} did not answer the C-ECHO within {node.dimse_timeout:g} s")
+    if status < 0:
+        raise ended_error(assoc, node, calling_aet)
     info = describe(int(status))
     if info.category is not Category.SUCCESS:
         raise OperationFailed(f"{node} answered the C-ECHO with {info}", int(status))

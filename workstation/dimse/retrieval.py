@@ -20,7 +20,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from workstation.cancel import CancelToken
-from workstation.dimse.association import abort_now
+from workstation.dimse.association import abort_now, ended_error
 from workstation.dimse.outcome import (
     ExpectedInstance,
     RetrieveOutcome,
@@ -245,12 +245,7 @@ class Retrieval:
             if not status:
                 with self.lock:
                     if self.stop_reason is None:
-                        aborted = lane.assoc.is_aborted
-                        self.error = (
-                            f"{self.node} aborted the association"
-                            if aborted
-                            else f"{self.node} stopped answering"
-                        )
+                        self.error = str(ended_error(lane.assoc, self.node, self.calling_aet))
                 return None
             info = describe(int(status.Status))
             with self.lock:

@@ -63,7 +63,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from workstation.errors import InvalidInput, StoreError
+from workstation.errors import InvalidInput, StoreError, StoreUnusable
 from workstation.store.batch import CommitResult
 from workstation.store.header import read_header
 from workstation.store.importer import ImportReport
@@ -106,9 +106,7 @@ class LocalStore:
         self.root = Path(root).expanduser().absolute()
         self._fsync = fsync
         meta = self.root / META_DIR
-        meta.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _make_private(self.root)
-        self._owner = StoreLock(meta, self.root)  # before touching anything another may use
+        self._owner = _claim(self.root, meta)  # before touching anything another may use
         clean_incoming(self.root)
         self._trash = Trash(self.root, fsync=fsync)
         self._trash.empty_all()
@@ -507,6 +505,23 @@ def _check_expected(record: InstanceRecord, expect: tuple[str, str] | None) -> N
             f"the data set's SOP Class UID {record.sop_class_uid} is not the "
             f"{sop_class} its C-STORE request announced"
         )
+
+
+def _claim(root: Path, meta: Path) -> StoreLock:
+    """Create the store's folders and lock the store; :class:`StoreUnusable` with a one-line
+    reason when ``root`` cannot hold a store (a file, a folder that cannot be created)."""
+    where = f"cannot use {root} as the store"
+    blocker = next((p for p in (root, *root.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        what = "it is" if blocker == root else f"{blocker} is"
+        raise StoreUnusable(f"{where}: {what} a file, not a folder")
+    try:
+        meta.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_private(root)
+        return StoreLock(meta, root)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StoreUnusable(f"{where}: cannot create {exc.filename or meta} ({reason})") from None
 
 
 def _make_private(root: Path) -> None:

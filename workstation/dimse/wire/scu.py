@@ -105,7 +105,7 @@ def open_association(
     """
     try:
         sock = socket.create_connection((host, port), timeout=connect_timeout)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
         raise AssociationFailure("connect", str(exc)) from None
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -144,6 +144,14 @@ class LeanAssociation:
         self.is_aborted = False
         self.timed_out = False
         self.peer_aborted = False
+        #: The peer answered A-RELEASE-RQ while we waited for a response.
+        self.peer_released = False
+        #: Why we aborted: the peer broke the protocol (what it did), else None.
+        self.protocol_error: str | None = None
+        #: The last request sent ("C-FIND"...) and how many responses (or, for a C-GET,
+        #: C-STOREs) to it have arrived.
+        self.last_request = ""
+        self.answered = 0
         self._send_lock = threading.Lock()
         self._command = bytearray()
         self.accepted_contexts = [
@@ -223,11 +231,19 @@ class LeanAssociation:
         return cid
 
     def _send_message(self, cid: int, command_set: bytes, data: bytes | None = None) -> None:
+        """Send one message. If the peer has gone (it aborted as our request left), the
+        association ends here and the caller finds no response, as for an abort after it."""
         peer = self.negotiated.peer_max_pdu
         pdus = p_data(cid, command_set, command=True, max_pdu=peer)
         if data is not None:
             pdus += p_data(cid, data, command=False, max_pdu=peer)
-        self._send(pdus)
+        try:
+            self._send(pdus)
+        except OSError as exc:
+            log.debug("sending to %s failed: %s", self.negotiated.called_aet, exc)
+            if not self.is_aborted:
+                self.peer_aborted = True
+                self.is_aborted = True
 
     def _encode(self, cid: int, ds: Dataset) -> bytes:
         from pydicom.filebase import DicomBytesIO
@@ -272,6 +288,7 @@ class LeanAssociation:
                     self.is_aborted = True
                     raise _Ended()
                 if kind == A_RELEASE_RQ:
+                    self.peer_released = True
                     self._send([RELEASE_RP])
                     raise _Ended()
                 if kind != P_DATA_TF:
@@ -295,6 +312,7 @@ class LeanAssociation:
                                 raise PduError("a C-STORE-RQ without a data set")
                             return cid, command, None
                         if command.get(cmd.COMMAND_FIELD) == cmd.C_STORE_RQ:
+                            self.answered += 1  # a C-GET's sub-operation: the peer acted on it
                             incoming = self._begin_store(cid, command)
                         continue
                     if command is None or cid != cid_of_message:
@@ -315,6 +333,7 @@ class LeanAssociation:
                     self.reader.shrink()
         except (PduError, cmd.CommandError) as exc:
             log.warning("%s broke the protocol (%s); aborting", self.negotiated.called_aet, exc)
+            self.protocol_error = str(exc)
             self.abort()
             raise _Ended() from None
         except OSError:
@@ -361,6 +380,7 @@ class LeanAssociation:
     def _responses(self, message_id: int) -> Iterator[tuple[int, dict[int, object], bytes | None]]:
         """The responses to ``message_id`` up to the final one; ends early if the association
         does (the caller then finds an empty status)."""
+        self.answered = 0
         while True:
             try:
                 cid, command, data = self._next_message()
@@ -370,6 +390,7 @@ class LeanAssociation:
             if _int(command.get(cmd.MESSAGE_ID_BEING_RESPONDED_TO)) != message_id:
                 log.debug("ignoring a response to message %s", command.get(cmd.MESSAGE_ID))
                 continue
+            self.answered += 1
             yield cid, command, data
             if _int(command.get(cmd.STATUS)) not in PENDING:
                 return
@@ -379,6 +400,7 @@ class LeanAssociation:
     def send_c_echo(self, msg_id: int = 1) -> int:
         """C-ECHO; the status, or -1 when the association ended without an answer."""
         cid = self._context(cmd.VERIFICATION_SOP_CLASS)
+        self.last_request = "C-ECHO"
         self._send_message(cid, cmd.c_echo_rq(msg_id))
         for _, command, _ in self._responses(msg_id):
             return _int(command.get(cmd.STATUS))
@@ -393,6 +415,7 @@ class LeanAssociation:
         cid = self._context(query_model)
         syntax = self.negotiated.contexts[cid][1]
         implicit = syntax == IMPLICIT_VR_LE
+        self.last_request = "C-FIND"
         self._send_message(cid, cmd.c_find_rq(msg_id, query_model), self._encode(cid, identifier))
         final = False
         for _, command, data in self._responses(msg_id):
@@ -420,6 +443,7 @@ class LeanAssociation:
         query_model = str(query_model)
         cid = self._context(query_model)
         request = cmd.c_move_rq(msg_id, query_model, str(move_aet))
+        self.last_request = "C-MOVE"
         self._send_message(cid, request, self._encode(cid, identifier))
         yield from self._retrieve_responses(cid, msg_id)
 
@@ -428,6 +452,7 @@ class LeanAssociation:
     ) -> Iterator[tuple[StatusView, Dataset | None]]:
         query_model = str(query_model)
         cid = self._context(query_model)
+        self.last_request = "C-GET"
         self._send_message(cid, cmd.c_get_rq(msg_id, query_model), self._encode(cid, identifier))
         yield from self._retrieve_responses(cid, msg_id)
 
@@ -462,6 +487,7 @@ class LeanAssociation:
         )
         if cid is None:
             raise ValueError(f"no accepted presentation context for {sop_class_uid}")
+        self.last_request = "C-STORE"
         self._send_message(cid, cmd.c_store_rq(msg_id, sop_class_uid, sop_instance_uid), data_set)
         for _, command, _ in self._responses(msg_id):
             comment = command.get(cmd.ERROR_COMMENT)
