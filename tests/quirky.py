@@ -310,3 +310,43 @@ def store_over_own_association(
         assoc.release()
         ae.shutdown()
     return statuses
+
+
+def repeated_find(matches: list[Dataset], times: int) -> Any:
+    """A C-FIND handler answering each of ``matches`` ``times`` times, as an SCP that answers
+    once per instance at every level does (the copies come one after another, identical)."""
+
+    def handler(event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        for match in matches:
+            for _ in range(times):
+                yield 0xFF00, match
+        yield 0x0000, None
+
+    return handler
+
+
+def latin1_pacs_find(names: list[str]) -> Any:
+    """A C-FIND handler of an old PACS holding ``names`` in Latin-1 that compares the bytes
+    of the query's PatientName with them, whatever character set the query declares (``*``
+    and ``?`` as wildcards, byte for byte, case-sensitive): a UTF-8 ``Gödel*`` finds nothing."""
+    import fnmatch
+
+    stored = [(name, name.encode("latin-1")) for name in names]
+
+    def handler(event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        element = event.identifier.get_item(0x00100010)
+        pattern = element.value if element is not None else b""
+        if isinstance(pattern, str):  # already decoded: take it back to its bytes
+            pattern = pattern.encode("latin-1", "replace")
+        pattern = (pattern or b"").rstrip(b" ")
+        for index, (name, data) in enumerate(stored):
+            if not pattern or fnmatch.fnmatchcase(data, pattern):
+                ds = Dataset()
+                ds.SpecificCharacterSet = "ISO_IR 100"
+                ds.QueryRetrieveLevel = "STUDY"
+                ds.PatientName = name
+                ds.StudyInstanceUID = f"1.2.826.0.1.3680043.9.8.{index + 1}"
+                yield 0xFF00, ds
+        yield 0x0000, None
+
+    return handler

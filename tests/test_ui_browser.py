@@ -592,3 +592,27 @@ def test_differing_copies_set_aside_are_shown_in_the_summary(
     assert browser.summary.text().endswith("· 1 differing copy of stored images set aside")
     assert str(store.conflicts_folder) in browser.summary.toolTip()
     assert (store.root / row.path).read_bytes() == stored
+
+
+def test_nodes_dialog_edits_the_character_set(qtbot: Any, config_dir: Path) -> None:
+    current = settings.load()
+    current.nodes = {"Old": RemoteNode("OLD", "127.0.0.1", 104, "Old", uid_lists=False)}
+    settings.save(current)
+    dialog = NodesDialog(settings.load())
+    qtbot.addWidget(dialog)
+    combo = dialog.charset_combo
+    assert combo.currentData() == "ISO_IR 192" and combo.currentText() == "ISO_IR 192 (UTF-8)"
+    combo.setCurrentIndex(combo.findData("ISO_IR 100"))
+    dialog.accept()
+    assert dialog.result() == QDialog.DialogCode.Accepted
+    saved = settings.load().nodes["Old"]
+    assert saved.charset == "ISO_IR 100"
+    assert saved.uid_lists is False  # untouched, it stays as saved
+
+    again = NodesDialog(settings.load())
+    qtbot.addWidget(again)
+    assert again.charset_combo.currentText() == "ISO_IR 100 (Latin-1)"
+    assert not again.lists_check.isChecked()
+    again.lists_check.setChecked(True)
+    again.accept()
+    assert settings.load().nodes["Old"].uid_lists is True

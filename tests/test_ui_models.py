@@ -22,7 +22,7 @@ from workstation.jobs import JobState, RetrieveJob
 from workstation.nodes import RemoteNode
 from workstation.query import Level
 from workstation.results import LocalPresence, SeriesRow, StudyRow, format_person_name
-from workstation.ui.criteria import DatePreset, SearchCriteria, name_spellings
+from workstation.ui.criteria import DatePreset, SearchCriteria, accent_wildcards, name_spellings
 from workstation.ui.queue_model import QueueColumn, QueueTableModel
 from workstation.ui.retrieve_plan import plan_series, plan_studies
 from workstation.ui.series_model import SeriesTableModel
@@ -112,13 +112,13 @@ def test_queue_model(qtmodeltester: ModelTester) -> None:
 
 
 def test_criteria_queries_and_refine() -> None:
-    assert name_spellings("smith*") == ["smith*", "SMITH*", "Smith*"]
-    assert name_spellings("SMITH*") == ["SMITH*", "Smith*"]
+    assert name_spellings("holt*") == ["h*lt*", "H*LT*", "H*lt*"]
+    assert name_spellings("SMITH*") == ["SM*TH*", "Sm*th*"]
     criteria = SearchCriteria(patient_name="müller", modalities=("CT", "MR"))
     queries = criteria.queries()
     assert len(queries) == 3 * 2
     assert {q.get("ModalitiesInStudy") for q in queries} == {"CT", "MR"}
-    assert queries[0].get("PatientName") == "müller*"
+    assert [q.get("PatientName") for q in queries[::2]] == ["m*ll*", "M*LL*", "M*ll*"]
     row = StudyRow("1", patient_name="MULLER^ANNA", modalities=("CT",))
     assert criteria.accepts(row)
     assert not criteria.accepts(StudyRow("2", patient_name="MULLER^A", modalities=("US",)))
@@ -130,6 +130,42 @@ def test_criteria_queries_and_refine() -> None:
     dated = SearchCriteria(first=day, last=day)
     assert dated.queries()[0].get("StudyDate") == "20240310"
     assert not dated.accepts(StudyRow("4", study_date="20240311"))
+
+
+@pytest.mark.parametrize(
+    ("typed", "sent"),
+    [
+        ("muller*", "m*ll*"),
+        ("müller*", "m*ll*"),  # an accented letter typed is a * too
+        ("DVOŘÁK^A*", "DV*K^*"),
+        ("öztürk", "ö*t*k"),  # the first letter is kept as typed
+        ("łoś*", "ł*"),  # ł has no accent to take off: kept
+        ("παπαδοπουλος*", "π*π*δ*π*λ*ς*"),
+        ("иван*", "иван*"),
+        ("Sm?th*", "Sm?th*"),
+    ],
+)
+def test_accent_wildcards(typed: str, sent: str) -> None:
+    assert accent_wildcards(typed) == sent
+
+
+def test_short_names_are_sent_as_typed() -> None:
+    """``an`` as ``a*`` would ask the PACS for nearly every patient with an A."""
+    assert name_spellings("an*") == ["an*", "AN*", "An*"]
+    assert name_spellings("eva*") == ["ev*", "EV*", "Ev*"]
+    assert name_spellings("") == [""]
+
+
+def test_refine_folds_accents_and_keeps_what_the_pacs_did_not_say() -> None:
+    criteria = SearchCriteria(patient_name="muller", patient_id="TB1*")
+    assert criteria.accepts(StudyRow("1", patient_name="Müller^Jürgen", patient_id="TB1-1"))
+    assert criteria.accepts(StudyRow("2", patient_name="MULLER", patient_id=""))
+    assert not criteria.accepts(StudyRow("3", patient_name="Møller^Hans", patient_id="TB1-2"))
+    assert not criteria.accepts(StudyRow("4", patient_name="Muller", patient_id="X-1"))
+    greek = SearchCriteria(patient_name="παπαδοπουλος")
+    assert greek.accepts(StudyRow("5", patient_name="Παπαδόπουλος^Γιώργος"))
+    japanese = SearchCriteria(patient_name="山田")
+    assert japanese.accepts(StudyRow("6", patient_name="Yamada^Tarou=山田^太郎"))
 
 
 def test_retrieve_plans() -> None:

@@ -36,6 +36,27 @@ CHARSETS = (
     "ISO_IR 127", "ISO_IR 126", "ISO_IR 138", "ISO_IR 148", "ISO_IR 13",
     "ISO_IR 166", "GB18030", "GBK",
 )  # fmt: skip
+#: What each of :data:`CHARSETS` is called in plain words.
+CHARSET_NAMES = {
+    "ISO_IR 192": "UTF-8", "ISO_IR 100": "Latin-1", "ISO_IR 101": "Latin-2",
+    "ISO_IR 109": "Latin-3", "ISO_IR 110": "Latin-4", "ISO_IR 144": "Cyrillic",
+    "ISO_IR 127": "Arabic", "ISO_IR 126": "Greek", "ISO_IR 138": "Hebrew",
+    "ISO_IR 148": "Latin-5, Turkish", "ISO_IR 13": "Japanese katakana",
+    "ISO_IR 166": "Thai", "GB18030": "Chinese", "GBK": "Chinese",
+}  # fmt: skip
+
+
+def charset_label(term: str) -> str:
+    """``ISO_IR 100 (Latin-1)``: a defined term with its plain name."""
+    name = CHARSET_NAMES.get(term)
+    return f"{term} ({name})" if name else term
+
+
+def other_charset(term: str) -> str:
+    """The character set to suggest when a query sent in ``term`` matched nothing: Latin-1
+    after UTF-8 (the usual mismatch: a PACS holding Latin-1 names and comparing bytes), else
+    UTF-8."""
+    return "ISO_IR 100" if term == "ISO_IR 192" else "ISO_IR 192"
 
 
 def validate_charset(term: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import logging
 import re
 import unicodedata
 import warnings
@@ -18,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
 from workstation.errors import InvalidInput
+from workstation.nodes import charset_label
 
 UTF8 = "ISO_IR 192"
 
@@ -252,16 +255,41 @@ class Query:
             _apply(ds, *parse_selector(selector), selector)
         return Query(self.model, self.level, ds)
 
-    def identifier(self) -> Dataset:
-        """A fresh identifier to send, with SpecificCharacterSet ISO_IR 192 when needed.
+    def identifier(self, charset: str | None = None) -> Dataset:
+        """A fresh identifier to send, with a SpecificCharacterSet when a value is not ASCII.
 
-        Non-ASCII text needs a Specific Character Set (PS3.4 C.2.2.2, PS3.5 6.1); one set by the
-        query file or a selector is kept, as it was checked to encode every value.
+        Non-ASCII text needs a Specific Character Set (PS3.4 C.2.2.2, PS3.5 6.1): ``charset``
+        (the node's, a defined term such as ``ISO_IR 100``; ISO_IR 192, UTF-8, by default).
+        One set by the query file or a selector wins, as it was checked to encode every value.
+        A value ``charset`` cannot encode raises :class:`InvalidInput` naming the character.
         """
         ds = copy.deepcopy(self._dataset)
-        if not _explicit_charset(ds) and any(not v.isascii() for _, v in _text_values(ds)):
-            ds.SpecificCharacterSet = UTF8
+        term = self.character_set(charset)
+        if term and not _explicit_charset(ds):
+            ds.SpecificCharacterSet = term
         return ds
+
+    def character_set(self, charset: str | None = None) -> str:
+        """The Specific Character Set :meth:`identifier` sends: ``""`` when every value is
+        ASCII, else the query's own or ``charset`` (checked to encode every value)."""
+        if explicit := _explicit_charset(self._dataset):
+            return "\\".join(explicit)
+        values = [(name, v) for name, v in _text_values(self._dataset) if not v.isascii()]
+        if not values:
+            return ""
+        term = (charset or UTF8).strip()
+        codec = python_encoding.get(term)
+        if codec is None:
+            raise InvalidInput(f"unknown character set {term!r}")
+        for name, text in values:
+            for char in text:
+                if not _encodes(char, codec):
+                    raise InvalidInput(
+                        f"{name} holds {char!r}, which the node's character set "
+                        f"{charset_label(term)} cannot encode: change the value, "
+                        "or the node's character set"
+                    )
+        return term
 
     def get(self, key: str) -> str | None:
         """The value of ``key`` (keyword, tag or dotted path) as text; ``None`` when absent."""
@@ -370,7 +398,11 @@ def _convert(vr: str, value: str | None, part: str, selector: str) -> Any:
         raise InvalidInput(f"cannot match on VR {vr} {where}: leave the value empty")
     if vr not in _CHARSET_VRS and not value.isascii():
         raise InvalidInput(f"value {value!r} {where} must be ASCII (VR {vr})")
+    _check_controls(vr, value, where)
     items = [value] if vr in _SINGLE_VALUED else value.split("\\")
+    if vr in _DATE_VRS:
+        dates = [_date_value(vr, item, where) for item in items]
+        return dates[0] if len(dates) == 1 else dates
     try:
         if vr in _INT_VRS:
             converted: list[Any] = [int(item) for item in items]
@@ -383,6 +415,113 @@ def _convert(vr: str, value: str | None, part: str, selector: str) -> Any:
     except ValueError:
         raise InvalidInput(f"value {value!r} {where} is not a number (VR {vr})") from None
     return converted[0] if len(converted) == 1 else converted
+
+
+_DATE_VRS = frozenset({"DA", "TM", "DT"})
+#: What LT, ST and UT may hold besides ESC (PS3.5 6.1.3): TAB, LF, FF and CR.
+_TEXT_CONTROLS = frozenset("\t\n\f\r")
+
+
+def _check_controls(vr: str, value: str, where: str) -> None:
+    """Control characters have no place in a matching key: only ESC, in the text VRs that a
+    character set extends (its escape sequences), and the line breaks of LT, ST and UT."""
+    allowed = {"\x1b"} if vr in _CHARSET_VRS else set()
+    if vr in ("LT", "ST", "UT"):
+        allowed |= _TEXT_CONTROLS
+    for char in value:
+        if (char < " " or char == "\x7f") and char not in allowed:
+            raise InvalidInput(
+                f"value {value!r} {where} holds the control character U+{ord(char):04X}: remove it"
+            )
+
+
+_DATE_FORM = re.compile(r"(\d{4})(?:(\d{2})(\d{2})|([-.])(\d{2})\4(\d{2}))")
+_TIME_FORM = re.compile(r"(\d{2})(?::?(\d{2})(?::?(\d{2})(\.\d{1,6})?)?)?")
+_DATETIME_FORM = re.compile(
+    r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(\.\d{1,6})?)?)?)?)?)?"
+    r"(?:([+-])(\d{2})(\d{2}))?"
+)
+_DATE_HELP = {
+    "DA": "write YYYYMMDD, or a range: 20240101-20241231, 20240101- or -20241231",
+    "TM": "write HHMMSS (HH, HHMM and HHMMSS.FFFFFF too), or a range: 0800-1200, 0800- or -1200",
+    "DT": "write YYYYMMDDHHMMSS (shorter to the year, +HHMM offset allowed), or a range A-B",
+}
+_DATE_NOUN = {"DA": "date", "TM": "time", "DT": "date-time"}
+
+
+def _date_value(vr: str, item: str, where: str) -> str:
+    """A DA, TM or DT matching value checked to be possible, written as DICOM writes it.
+
+    Single values and ranges (PS3.4 C.2.2.2.5) are checked; ``YYYY-MM-DD`` and ``HH:MM:SS``
+    are accepted and written ``YYYYMMDD`` and ``HHMMSS``. Empty values and values with a
+    wildcard (which some PACS accept) are sent as given.
+    """
+    text = item.strip(" ")
+    if not text or "*" in text or "?" in text:
+        return text
+    form = {"DA": _DATE_FORM, "TM": _TIME_FORM, "DT": _DATETIME_FORM}[vr]
+    noun = _DATE_NOUN[vr]
+    parts = _range_parts(text, form)
+    if parts is None:
+        raise InvalidInput(f"invalid {noun} {item!r} {where}: {_DATE_HELP[vr]}")
+    written = []
+    for part, which in zip(parts, ("start", "end") if len(parts) == 2 else ("",), strict=True):
+        if not part:
+            written.append("")
+            continue
+        try:
+            written.append(_check_date_part(vr, form.fullmatch(part)))  # type: ignore[arg-type]
+        except ValueError as exc:
+            label = f"{which} {noun} {part!r} of the range {text!r}" if which else repr(part)
+            if not which:
+                label = f"{noun} {label}"
+            raise InvalidInput(f"impossible {label} {where}: {exc}") from None
+    if vr == "DA" and len(written) == 2 and all(written) and written[0] > written[1]:
+        raise InvalidInput(f"the date range {text!r} {where} starts after it ends")
+    return "-".join(written)
+
+
+def _range_parts(text: str, form: re.Pattern[str]) -> list[str] | None:
+    """``[text]`` for a single value of ``form``, ``[start, end]`` for a range (one may be
+    empty), ``None`` when neither reading fits."""
+    if form.fullmatch(text):
+        return [text]
+    for i, char in enumerate(text):
+        if char == "-":
+            start, end = text[:i], text[i + 1 :]
+            if (start or end) and all(not p or form.fullmatch(p) for p in (start, end)):
+                return [start, end]
+    return None
+
+
+def _check_date_part(vr: str, match: re.Match[str]) -> str:
+    """The value of ``match`` as DICOM writes it; ValueError saying what is impossible."""
+    if vr == "DA":
+        year, month, day = match[1], match[2] or match[5], match[3] or match[6]
+        date(int(year), int(month), int(day))
+        return year + month + day
+    if vr == "TM":
+        _check_clock(match[1], match[2], match[3])
+        return "".join(g or "" for g in match.groups())
+    year, month, day, hour, minute, second, _fraction, sign, off_h, off_m = match.groups()
+    if month:
+        date(int(year), int(month), int(day) if day else 1)
+    if hour:
+        _check_clock(hour, minute, second)
+    if sign:
+        offset = int(off_h) * 60 + int(off_m)
+        if int(off_m) > 59 or (sign == "-" and offset > 12 * 60) or offset > 14 * 60:
+            raise ValueError(f"UTC offset {sign}{off_h}{off_m} is not between -1200 and +1400")
+    return match[0]
+
+
+def _check_clock(hour: str, minute: str | None, second: str | None) -> None:
+    if int(hour) > 23:
+        raise ValueError(f"hour {hour} is not between 00 and 23")
+    if minute and int(minute) > 59:
+        raise ValueError(f"minute {minute} is not between 00 and 59")
+    if second and int(second) > 60:  # 60: a leap second (PS3.5 Table 6.2-1)
+        raise ValueError(f"second {second} is not between 00 and 60")
 
 
 def _tag_str(tag: int) -> str:
@@ -450,21 +589,77 @@ def _read_query_file(path: str | Path) -> Dataset:
     where = f"query file {str(path)!r}"
     if not Path(path).is_file():
         raise InvalidInput(f"{where} does not exist or is not a file")
+    not_query = f"{path} is not a DICOM query file"
+    pydicom_log = logging.getLogger("pydicom")
+    pydicom_log.addFilter(_silence)  # what pydicom says of a non-DICOM file, the error says
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             raw = dcmread(path, force=True)
             all(True for _ in raw.iterall())  # decode now, with the file's character set
             ds = _without_meta(raw)
-    except Exception as exc:  # pydicom raises many types on damaged input
+    except OSError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidInput(f"cannot read {where}: {reason}") from None
+    except Exception as exc:  # pydicom raises many types on damaged input
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInput(f"{not_query}: {reason}") from None
+    finally:
+        pydicom_log.removeFilter(_silence)
     if not len(ds):
-        raise InvalidInput(f"{where} holds no DICOM attributes")
-    for elem in ds.iterall():
-        if elem.tag.group % 2 == 0 and not keyword_for_tag(elem.tag):
-            raise InvalidInput(f"{where} is not DICOM: unknown tag {_tag_str(elem.tag)}")
+        raise InvalidInput(f"{not_query}: it holds no DICOM attributes")
+    if problem := _not_dicom(ds):
+        raise InvalidInput(f"{not_query}: {problem}")
+    if all(elem.tag.group % 2 for elem in ds):
+        raise InvalidInput(f"{not_query}: it holds only private attributes")
+    _check_file_values(ds, where)
     return ds
+
+
+def _silence(record: logging.LogRecord) -> bool:
+    return False
+
+
+#: Odd groups that cannot hold private attributes (PS3.5 7.8.1).
+_NOT_PRIVATE_GROUPS = frozenset({0x0001, 0x0003, 0x0005, 0x0007, 0xFFFF})
+
+
+def _not_dicom(ds: Dataset) -> str | None:
+    """Why the attributes read from a file cannot be a DICOM data set, or None.
+
+    Read with ``force``, any bytes parse to something: random bytes come out as a tag the
+    dictionary does not know or a private attribute without its private creator.
+    """
+    for elem in ds:
+        group, element = elem.tag.group, elem.tag.element
+        if group % 2 == 0:
+            if not keyword_for_tag(elem.tag):
+                return f"unknown tag {_tag_str(elem.tag)}"
+        elif group in _NOT_PRIVATE_GROUPS or 0 < element < 0x10 or 0x100 <= element < 0x1000:
+            return f"invalid tag {_tag_str(elem.tag)}"
+        elif element >= 0x1000 and (group << 16 | element >> 8) not in ds:
+            return f"private tag {_tag_str(elem.tag)} without its private creator"
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                if reason := _not_dicom(item):
+                    return reason
+    return None
+
+
+def _check_file_values(ds: Dataset, where: str) -> None:
+    """The query file's values pass the checks a selector's do: no control characters, and
+    possible dates and times (``YYYY-MM-DD`` written as ``YYYYMMDD``)."""
+    for elem in ds.iterall():
+        if elem.VR in _BINARY_VRS | _INT_VRS | _FLOAT_VRS | {"SQ", "AT"} or elem.value is None:
+            continue
+        text = _value_str(elem)
+        if not text:
+            continue
+        at = f"for {elem.keyword or _tag_str(elem.tag)!r} in {where}"
+        _check_controls(elem.VR, text, at)
+        if elem.VR in _DATE_VRS:
+            items = [_date_value(elem.VR, item, at) for item in text.split("\\")]
+            elem.value = items[0] if len(items) == 1 else items
 
 
 def _without_meta(source: Dataset) -> Dataset:
@@ -487,24 +682,132 @@ def date_range(start: date | None, end: date | None) -> str:
     return (f"{first:%Y%m%d}" if first else "") + "-" + (f"{last:%Y%m%d}" if last else "")
 
 
-def _normalise(text: str) -> str:
-    bare = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return " ".join(bare.casefold().replace("^", " ").split())
+#: VRs matched as dates and times (single value or range, PS3.4 C.2.2.2.5), and as numbers.
+_TEMPORAL_VRS = frozenset({"DA", "TM", "DT"})
+_NUMBER_VRS = frozenset({"IS", "DS"}) | _INT_VRS | _FLOAT_VRS
+_UNMATCHED_VRS = _BINARY_VRS | {"AT", "SQ"}
 
 
-def matches_pattern(value: str, pattern: str) -> bool:
-    """DICOM wildcard matching (PS3.4 C.2.2.2.4) ignoring case, accents and ``^`` versus spaces.
+def _normalise(text: str, accents: bool = True) -> str:
+    """Case folded, ``^`` read as a space, runs of spaces as one; accents stripped if asked."""
+    if text.isascii():  # the usual value: nothing to decompose
+        folded = text.lower()
+    elif accents:
+        decomposed = unicodedata.normalize("NFKD", text)
+        folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    else:  # one character stays one character, so that ``?`` keeps its meaning
+        folded = unicodedata.normalize("NFC", text).lower()
+    return " ".join(folded.replace("^", " ").split())
+
+
+@lru_cache(maxsize=512)
+def _wildcard_regex(pattern: str) -> re.Pattern[str]:
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts), re.S)
+
+
+def matches_pattern(value: str, pattern: str, *, accents: bool = True) -> bool:
+    """DICOM wildcard matching (PS3.4 C.2.2.2.4) ignoring case and ``^`` versus spaces, and
+    accents unless ``accents=False``.
 
     ``*`` matches any run of characters, ``?`` exactly one; an empty pattern matches everything
     (universal matching, C.2.2.2.3). Backslash-separated values or patterns match when any pair
-    does. Meant to refine results locally: peers such as dcmqrscp match case-sensitively.
+    does. This is the one text matcher: the refine of C-FIND results (:mod:`workstation.refine`,
+    the window's search) folds accents; the demo archive, a PACS, does not.
     """
-    patterns = [_normalise(p) for p in pattern.split("\\")]
+    patterns = [_normalise(p, accents) for p in pattern.split("\\")]
     if not any(patterns):
         return True
-    values = [_normalise(v) for v in value.split("\\")]
-    for p in filter(None, patterns):
-        regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in p)
-        if any(re.fullmatch(regex, v, re.S) for v in values):
+    values = [_normalise(v, accents) for v in value.split("\\")]
+    return any(_wildcard_regex(p).fullmatch(v) for p in patterns if p for v in values)
+
+
+def matches_value(vr: str, pattern: str, value: str, *, accents: bool = True) -> bool:
+    """Whether ``value`` (of VR ``vr``) satisfies the matching key value ``pattern``.
+
+    PS3.4 C.2.2.2: universal matching (empty or ``*``), UID list matching (exact, any of a
+    backslash list), range matching of DA/TM/DT (``A-B``, ``A-``, ``-B``; partial values
+    compare as prefixes), numbers by value, and wildcard matching of text through
+    :func:`matches_pattern` (a PN also matches by each of its component groups, ``=``). A
+    multi-valued ``value`` matches when one of its values does. Binary VRs, AT and sequences
+    are not compared (True). Raises :class:`InvalidInput` for a malformed range.
+    """
+    single = vr in _SINGLE_VALUED
+    patterns = [pattern.strip()] if single else [p.strip() for p in pattern.split("\\")]
+    if not any(patterns) or "*" in patterns or vr in _UNMATCHED_VRS:
+        return True
+    values = [value] if single else value.split("\\")
+    for wanted in filter(None, patterns):
+        if vr == "UI":
+            hit = any(v.strip(" \x00") == wanted for v in values)
+        elif vr in _TEMPORAL_VRS:
+            hit = any(_matches_temporal(vr, wanted, v) for v in values)
+        elif vr in _NUMBER_VRS:
+            hit = any(_matches_number(wanted, v) for v in values)
+        else:
+            regex = _text_regex(wanted, accents)
+            texts = values
+            if vr == "PN":
+                texts = [*values, *(g for v in values if "=" in v for g in v.split("=") if g)]
+            hit = any(regex.fullmatch(_normalise(t, accents)) for t in texts)
+        if hit:
             return True
     return False
+
+
+@lru_cache(maxsize=512)
+def _text_regex(pattern: str, accents: bool) -> re.Pattern[str]:
+    return _wildcard_regex(_normalise(pattern, accents))
+
+
+@lru_cache(maxsize=512)
+def _split_range(vr: str, query: str) -> tuple[str, str] | None:
+    """``(low, high)`` of a DA/TM/DT range (PS3.4 C.2.2.2.5), or None for a single value."""
+    if "-" not in query:
+        return None
+    if vr == "DT":  # a hyphen may also start a UTC offset: split where both halves are DTs
+        dt = r"(?:\d{4,14}(?:\.\d{1,6})?(?:[+-]\d{4})?)?"
+        for index in (i for i, c in enumerate(query) if c == "-"):
+            low, high = query[:index], query[index + 1 :]
+            if re.fullmatch(dt, low) and re.fullmatch(dt, high) and (low or high):
+                return low, high
+        return None
+    low, _, high = query.partition("-")
+    if "-" in high or not (low or high):
+        raise InvalidInput(f"invalid {vr} range matching value {query!r} (PS3.4 C.2.2.2.5)")
+    return low, high
+
+
+def _clean_temporal(vr: str, text: str) -> str:
+    text = text.strip(" \x00")
+    if vr == "DA":
+        return text.replace(".", "")  # ACR-NEMA 2024.01.31
+    if vr == "TM":
+        return text.replace(":", "")  # ACR-NEMA 12:30:00
+    return text
+
+
+def _matches_temporal(vr: str, query: str, raw: str) -> bool:
+    """Single value or range matching of a date or time; partial values match as prefixes."""
+    value = _clean_temporal(vr, raw)
+    bounds = _split_range(vr, query)
+    if bounds is None:
+        wanted = _clean_temporal(vr, query)
+        if "*" in wanted or "?" in wanted:
+            return bool(_wildcard_regex(wanted).fullmatch(value))
+        return value[: len(wanted)] == wanted
+    low, high = (_clean_temporal(vr, b) for b in bounds)
+    if not value:
+        return False
+    return not (low and value[: len(low)] < low) and not (high and value[: len(high)] > high)
+
+
+def _matches_number(query: str, value: str) -> bool:
+    try:
+        wanted = float(query)
+    except ValueError:
+        return query.strip() == value.strip()
+    try:
+        return float(value) == wanted
+    except ValueError:
+        return False

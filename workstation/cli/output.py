@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import sys
 import time
 import unicodedata
 from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from pydicom.dataset import Dataset
 
 from workstation.identifiers import RawIdentifier, text_of_dataset
+
+log = logging.getLogger(__name__)
 
 #: A C-FIND identifier: decoded by pydicom, or as received.
 Identifier = Dataset | RawIdentifier
@@ -84,10 +87,26 @@ def _keywords(ds: Identifier) -> Iterable[str]:
 
 
 def json_dict_of(ds: Identifier) -> dict[str, Any]:
-    """The DICOM JSON object (PS3.18 Annex F) of one identifier."""
-    if isinstance(ds, RawIdentifier):
-        return ds.json_dict()
-    return ds.to_json_dict()
+    """The DICOM JSON object (PS3.18 Annex F) of one identifier.
+
+    A value pydicom cannot write as JSON (a DS of ``x.5`` from a broken peer) is left out, with
+    a warning, rather than ending the output with a traceback.
+    """
+    try:
+        return ds.json_dict() if isinstance(ds, RawIdentifier) else ds.to_json_dict()
+    except ValueError:
+        dataset = ds.dataset() if isinstance(ds, RawIdentifier) else ds
+        return {f"{elem.tag:08X}": _element_json(dataset, elem.tag) for elem in dataset}
+
+
+def _element_json(ds: Dataset, tag: int) -> dict[str, Any]:
+    try:
+        return cast(dict[str, Any], ds[tag].to_json_dict(None, 1024))
+    except ValueError as exc:
+        name = ds[tag].keyword or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.warning("%s: %s; its value is left out of the JSON", name, reason)
+        return {"vr": ds[tag].VR}
 
 
 def display_width(text: str) -> int:

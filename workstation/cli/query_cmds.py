@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from workstation import settings as settings_mod
+from workstation.cli.argtypes import positive_int
 
 if TYPE_CHECKING:
     from workstation.nodes import RemoteNode
@@ -100,10 +101,18 @@ def add_find_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--limit",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="stop after N matches (sends C-CANCEL)",
+    )
+    parser.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="leave out repeated matches (same UID) and matches whose values contradict the "
+        "query, for a PACS that ignores a key (e.g. ModalitiesInStudy) or answers once per "
+        "instance; --no-refine prints exactly what the PACS sent (default: refine)",
     )
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one DICOM JSON object per line")
@@ -116,7 +125,7 @@ def run_find(args: argparse.Namespace) -> int:
 
     node, aet = resolve_target(args)
     query = build_query(args, defaults=not args.no_default_keys)
-    results = find(node, query, calling_aet=aet, limit=args.limit)
+    results = find(node, query, calling_aet=aet, limit=args.limit, refine=args.refine)
     # The printers read each match's raw bytes: no pydicom Dataset per match.
     if args.json:
         with JsonLinesWriter() as lines:
@@ -134,6 +143,28 @@ def run_find(args: argparse.Namespace) -> int:
     summary = f"{results.count} {noun} from {node} in {results.seconds:.2f} s"
     if results.limited:
         summary += f" (stopped at --limit {args.limit})"
+    if results.duplicates:
+        summary += f"; {results.duplicates} repeated matches left out"
+    if results.dropped:
+        summary += (
+            f"; {results.dropped} matches that contradict the query left out "
+            "(--no-refine shows them)"
+        )
     if (not args.json and not args.csv) or sys.stderr.isatty():
         print(summary, file=sys.stderr)
+    if not results.count and results.charset and not results.cancelled:
+        print(charset_hint(node, results.charset), file=sys.stderr)
     return 0
+
+
+def charset_hint(node: RemoteNode, charset: str) -> str:
+    """One line for a query with non-ASCII text that matched nothing: the character set it was
+    sent in may not be the one the PACS holds its names in (and matches bytes against)."""
+    from workstation.nodes import CHARSET_NAMES, charset_label, other_charset
+
+    other = other_charset(charset)
+    return (
+        f"no match; the query was sent as {charset_label(charset)}: if {node.label} holds "
+        f"{CHARSET_NAMES[other]} names, set its character set with `workstation nodes add "
+        f'{node.name or "NAME"} {node} --charset "{other}"`'
+    )

@@ -3,8 +3,10 @@
 Implements the Query/Retrieve Information Models of PS3.4 C.6.1 (Patient Root) and C.6.2
 (Study Root) over a list of :class:`StoredInstance`, with the attribute matching of PS3.4
 C.2.2.2: single value, wildcard (``*``/``?``), range (DA/TM/DT), list of UIDs, universal
-(empty) matching. Text matching is deliberately friendly (case- and accent-insensitive, which
-C.2.2.2.1 permits for PN), and every key may be a backslash list whose values are OR-ed.
+(empty) matching. Text matches ignoring case (as Orthanc matches names; C.2.2.2.1 permits it
+for PN) but not accents, so the demo promises no more than a typical PACS; every key may be a
+backslash list whose values are OR-ed. The matching itself is the core's
+(:func:`workstation.query.matches_value`).
 
 Keys below the query level are matched relationally (an entity matches if one of its instances
 does) and returned empty; keys at or above the level are returned with the entity's values.
@@ -14,11 +16,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
-import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from io import BytesIO
 
 from pydicom import dcmread
@@ -27,6 +26,9 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
+
+from workstation.errors import InvalidInput
+from workstation.query import matches_value
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +95,6 @@ def attribute_level(keyword: str) -> int:
     return IMAGE
 
 
-def normalize(text: str) -> str:
-    """Fold case and strip accents: ``"Müller"`` and ``"MULLER"`` compare equal."""
-    decomposed = unicodedata.normalize("NFKD", text.strip())
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-@cache
-def _wildcard(pattern: str) -> re.Pattern[str]:
-    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile("".join(parts), re.DOTALL)
-
-
 def _strings(value: object) -> tuple[str, ...]:
     if value is None or value == "":
         return ()
@@ -113,99 +103,22 @@ def _strings(value: object) -> tuple[str, ...]:
     return (str(value),)
 
 
-def _normalize_name(text: str) -> str:
-    """:func:`normalize` with ``^`` read as a space: ``Doe^John^^`` == ``doe john``."""
-    return " ".join(normalize(text).replace("^", " ").split())
-
-
-def _pn_variants(value: str) -> tuple[str, ...]:
-    """The whole name and each of its component groups (PS3.5 6.2.1)."""
-    groups = value.split("=")
-    return (value, *(g for g in groups if g and len(groups) > 1))
-
-
-def _split_range(vr: str, query: str) -> tuple[str, str] | None:
-    """``(low, high)`` of a DA/TM/DT range (PS3.4 C.2.2.2.5), or None for a single value."""
-    if "-" not in query:
-        return None
-    if vr == "DT":  # a hyphen may also start a UTC offset: split where both halves are DTs
-        dt = r"(?:\d{4,14}(?:\.\d{1,6})?(?:[+-]\d{4})?)?"
-        for index in (i for i, c in enumerate(query) if c == "-"):
-            low, high = query[:index], query[index + 1 :]
-            if re.fullmatch(dt, low) and re.fullmatch(dt, high) and (low or high):
-                return low, high
-        return None
-    low, _, high = query.partition("-")
-    if "-" in high or not (low or high):
-        raise QueryError(f"invalid {vr} range matching value (PS3.4 C.2.2.2.5)")
-    return low, high
-
-
-def _clean_temporal(vr: str, text: str) -> str:
-    text = text.strip()
-    if vr == "DA":
-        return text.replace(".", "")  # ACR-NEMA 2024.01.31
-    if vr == "TM":
-        return text.replace(":", "")  # ACR-NEMA 12:30:00
-    return text
-
-
-def _match_temporal(vr: str, query: str, values: tuple[str, ...]) -> bool:
-    """Single value or range matching of dates and times; partial values match as prefixes."""
-    bounds = _split_range(vr, query)
-    if bounds is None:
-        wanted = _clean_temporal(vr, query)
-        if "*" in wanted or "?" in wanted:
-            return any(_wildcard(wanted).fullmatch(_clean_temporal(vr, v)) for v in values)
-        return any(_clean_temporal(vr, v)[: len(wanted)] == wanted for v in values)
-    low, high = (_clean_temporal(vr, b) for b in bounds)
-    for raw in values:
-        value = _clean_temporal(vr, raw)
-        if low and value[: len(low)] < low:
-            continue
-        if high and value[: len(high)] > high:
-            continue
-        return True
-    return False
-
-
-def _match_number(query: str, values: tuple[str, ...]) -> bool:
-    try:
-        wanted = float(query)
-    except ValueError:
-        return query.strip() in (v.strip() for v in values)
-    for value in values:
-        try:
-            if float(value) == wanted:
-                return True
-        except ValueError:
-            continue
-    return False
-
-
 def match_one(vr: str, query: str, values: tuple[str, ...]) -> bool:
-    """Whether one query value (no backslash) matches any of an entity's ``values``."""
+    """Whether one query value (no backslash) matches any of an entity's ``values``.
+
+    :func:`workstation.query.matches_value` without accent folding: text matches ignoring
+    case, as Orthanc matches names, but ``Muller`` does not match ``Müller`` (no PACS we
+    know of promises that; the window asks with ``M*LL*`` and refines on its side).
+    """
     query = query.strip()
     if not query or query == "*":
         return True  # universal matching, PS3.4 C.2.2.2.3
     if not values:
         return False
-    if vr in ("DA", "TM", "DT"):
-        return _match_temporal(vr, query, values)
-    if vr == "UI":
-        return query in (v.strip() for v in values)  # PS3.4 C.2.2.2.2: exact
-    if vr in ("IS", "DS", "US", "UL", "SS", "SL", "FL", "FD"):
-        return _match_number(query, values)
-    fold = normalize
-    candidates: list[str] = list(values)
-    if vr == "PN":  # also match each component group, and "^" like a space
-        fold = _normalize_name
-        candidates = [c for v in values for c in _pn_variants(v)]
-    wanted = fold(query)
-    if "*" in wanted or "?" in wanted:
-        pattern = _wildcard(wanted)
-        return any(pattern.fullmatch(fold(c)) for c in candidates)
-    return any(fold(c) == wanted for c in candidates)
+    try:
+        return any(matches_value(vr, query, value, accents=False) for value in values)
+    except InvalidInput as exc:
+        raise QueryError(str(exc)) from None
 
 
 def matches(vr: str, query: tuple[str, ...], values: tuple[str, ...]) -> bool:

@@ -3,7 +3,10 @@
 :func:`find` returns a :class:`FindResults` at once; iterating it opens the association and
 yields each matching identifier when the PACS sends it, so the first row can be shown while the
 PACS is still answering. A limit or a cancel sends C-CANCEL on the same association and aborts
-it if the PACS has not answered the cancel within a short grace period.
+it if the PACS has not answered the cancel within a short grace period. Non-ASCII values are
+sent in the node's character set. Matches are refined on our side unless ``refine=False``:
+repeats of a unique key and matches that contradict the query are dropped
+(:mod:`workstation.refine`).
 """
 
 from __future__ import annotations
@@ -16,17 +19,19 @@ from collections.abc import Generator, Iterator
 from pydicom.dataset import Dataset
 
 from workstation.cancel import CancelToken
-from workstation.dimse.association import abort_now, associate
+from workstation.dimse.association import abort_now, associate, ended_error
 from workstation.dimse.status import Category, StatusInfo, describe
 from workstation.dimse.wire.scu import LeanAssociation
-from workstation.errors import AssociationAborted, DimseTimeout, OperationFailed
+from workstation.errors import DimseTimeout, OperationFailed
 from workstation.identifiers import RawIdentifier
 from workstation.nodes import DEFAULT_AE_TITLE, RemoteNode
 from workstation.query import Query
+from workstation.refine import MAX_SERIES_LOOKUPS, Refiner, Verdict
 
 log = logging.getLogger(__name__)
 
 _MESSAGE_ID = 1
+_ENDED_WELL = (Category.SUCCESS, Category.WARNING)
 
 #: Seconds the PACS gets to answer a C-CANCEL with its final response before we abort.
 CANCEL_GRACE = 3.0
@@ -41,7 +46,10 @@ class FindResults(Iterator[Dataset]):
 
     After iteration: ``status`` is the final status (``None`` if aborted after a cancel),
     ``count`` the number of matches yielded, ``cancelled`` whether it stopped early (``limited``
-    when that was because of ``limit``), ``seconds`` the time from request to the end.
+    when that was because of ``limit``), ``seconds`` the time from request to the end,
+    ``duplicates`` and ``dropped`` how many matches the refine left out (repeats of a unique
+    key; matches that contradict the query), ``charset`` the Specific Character Set the query
+    was sent in (``""``: all ASCII).
     A failure status raises :class:`OperationFailed` once the matches before it are yielded.
     """
 
@@ -54,6 +62,7 @@ class FindResults(Iterator[Dataset]):
         limit: int | None = None,
         cancel: CancelToken | None = None,
         cancel_grace: float | None = None,
+        refine: bool = True,
     ) -> None:
         self.node = node
         self.query = query
@@ -65,6 +74,10 @@ class FindResults(Iterator[Dataset]):
         self.count = 0
         self.limited = False
         self.seconds = 0.0
+        self.refiner = Refiner(query) if refine else None
+        self.duplicates = 0
+        self.dropped = 0
+        self.charset = ""
         self._lock = threading.Lock()
         self._assoc: LeanAssociation | None = None
         self._done = False
@@ -124,7 +137,8 @@ class FindResults(Iterator[Dataset]):
         if self.token.cancelled:
             return
         model = self.query.model.find_uid
-        identifier = self.query.identifier()
+        identifier = self.query.identifier(charset=self.node.charset)
+        self.charset = self.query.character_set(self.node.charset)
         with associate(self.node, [(model, None)], calling_aet=self.calling_aet) as assoc:
             with self._lock:
                 self._assoc = assoc
@@ -147,6 +161,8 @@ class FindResults(Iterator[Dataset]):
     def _responses(
         self, assoc: LeanAssociation, identifier: Dataset, model: str
     ) -> Iterator[RawIdentifier]:
+        refiner = self.refiner
+        held: list[RawIdentifier] = []  # matches whose study's series are asked at the end
         for status, match, _ in assoc.find_raw(identifier, model, msg_id=_MESSAGE_ID):
             if status < 0:  # the association ended before the final response
                 if self._cancel_sent:
@@ -156,19 +172,79 @@ class FindResults(Iterator[Dataset]):
                         f"{self.node} sent no C-FIND response for {self.node.dimse_timeout:g} "
                         "s: the query may be too broad, or raise the node's DIMSE timeout"
                     )
-                raise AssociationAborted(f"{self.node} aborted the association during C-FIND")
+                raise ended_error(assoc, self.node, self.calling_aet)
             info = describe(status)
             if info.category is Category.PENDING:
                 if match is None or self._cancel_sent:
                     continue  # matches after our C-CANCEL are not wanted
+                found = RawIdentifier(match.data, implicit_vr=match.implicit_vr)
+                if refiner is not None:
+                    verdict = refiner.verdict(found.text)
+                    if verdict is not Verdict.KEEP:
+                        self._left_out(verdict, found, held)
+                        continue
                 self.count += 1
-                yield RawIdentifier(match.data, implicit_vr=match.implicit_vr)
+                yield found
                 if self.limit is not None and self.count >= self.limit:
                     self.limited = True
                     self._request_cancel()
                 continue
             self.status = info
+            if held and refiner is not None and info.category in _ENDED_WELL:
+                yield from self._check_series(assoc, model, refiner, held)
             return
+
+    def _left_out(self, verdict: Verdict, found: RawIdentifier, held: list[RawIdentifier]) -> None:
+        if verdict is Verdict.DUPLICATE:
+            self.duplicates += 1
+        elif verdict is Verdict.CONTRADICTS:
+            self.dropped += 1
+        else:
+            held.append(found)
+
+    def _check_series(
+        self, assoc: LeanAssociation, model: str, refiner: Refiner, held: list[RawIdentifier]
+    ) -> Iterator[RawIdentifier]:
+        """Yield the held matches whose study has a series of a modality the query asks for
+        (the PACS did not return ModalitiesInStudy); one SERIES-level C-FIND per study."""
+        log.info(
+            "%s returned no ModalitiesInStudy: listing the series of %d studies",
+            self.node,
+            len(held),
+        )
+        for number, found in enumerate(held):
+            if self._cancel_sent or self.token.cancelled:
+                return
+            if self.limit is not None and self.count >= self.limit:
+                self.limited = True
+                return
+            series = refiner.series_query(found.text)
+            modalities = None
+            if series is not None and number < MAX_SERIES_LOOKUPS and assoc.is_established:
+                modalities = self._series_modalities(assoc, model, series, _MESSAGE_ID + 1 + number)
+            if modalities is not None and not refiner.modalities_match(modalities):
+                self.dropped += 1
+                continue
+            self.count += 1
+            yield found
+
+    def _series_modalities(
+        self, assoc: LeanAssociation, model: str, series: Dataset, msg_id: int
+    ) -> list[str] | None:
+        """The Modality of every series of one study; None when the PACS will not say."""
+        modalities = []
+        for status, match, _ in assoc.find_raw(series, model, msg_id=msg_id):
+            if status < 0:
+                log.warning("%s ended the association while we listed series", self.node)
+                return None
+            info = describe(status)
+            if info.category is Category.PENDING:
+                if match is not None:
+                    raw = RawIdentifier(match.data, implicit_vr=match.implicit_vr)
+                    modalities.append(raw.text("Modality"))
+            elif info.category is not Category.SUCCESS:
+                return None
+        return modalities
 
 
 def find(
@@ -178,13 +254,20 @@ def find(
     calling_aet: str = DEFAULT_AE_TITLE,
     limit: int | None = None,
     cancel: CancelToken | None = None,
+    refine: bool = True,
 ) -> FindResults:
     """Query ``node`` and return the matches as an iterator that streams them as they arrive.
 
     ``limit`` stops after that many matches (C-CANCEL); ``cancel`` lets another thread stop it.
-    Transport failures raise :class:`~workstation.errors.NetworkError` subclasses; a failure
-    status raises :class:`~workstation.errors.OperationFailed` after the matches before it.
+    Non-ASCII values are sent in ``node.charset`` (a value it cannot encode raises
+    :class:`~workstation.errors.InvalidInput` when iteration starts). ``refine`` (default on)
+    drops repeated matches and matches that contradict the query (:mod:`workstation.refine`);
+    ``refine=False`` yields exactly what the PACS sent. Transport failures raise
+    :class:`~workstation.errors.NetworkError` subclasses; a failure status raises
+    :class:`~workstation.errors.OperationFailed` after the matches before it.
     """
     if limit is not None and limit < 1:
         limit = None
-    return FindResults(node, query, calling_aet=calling_aet, limit=limit, cancel=cancel)
+    return FindResults(
+        node, query, calling_aet=calling_aet, limit=limit, cancel=cancel, refine=refine
+    )

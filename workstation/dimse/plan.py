@@ -107,15 +107,19 @@ def _identifier(level: Level, **keys: str) -> Dataset:
 
 
 class Planner:
-    """Runs the listing C-FINDs on an open association that accepted the query's find model."""
+    """Runs the listing C-FINDs on an open association that accepted the query's find model.
 
-    def __init__(self, assoc: Any, query: Query) -> None:
+    ``charset``: the node's character set, for a query with non-ASCII values.
+    """
+
+    def __init__(self, assoc: Any, query: Query, charset: str | None = None) -> None:
         if query.model is InformationModel.WORKLIST or query.level is None:
             raise InvalidInput("retrieve needs a patient root or study root query, not a worklist")
         self.assoc = assoc
         self.query = query
         self.model = query.model
         self.patient_root = query.model is InformationModel.PATIENT_ROOT
+        self.charset = charset
 
     def _find(self, level: Level, **keys: str) -> list[_Match]:
         return _find_all(self.assoc, self.model, _identifier(level, **keys))
@@ -127,7 +131,7 @@ class Planner:
         """Matches at the query's level, with the unique keys of that level and above."""
         level = self.query.level
         assert level is not None
-        ds = self.query.identifier()
+        ds = self.query.identifier(charset=self.charset)
         depth = list(Level).index(level)
         wanted = list(_UNIQUE_KEYS[1 : depth + 1])
         if self.patient_root or level in (Level.PATIENT, Level.STUDY):
@@ -152,7 +156,7 @@ class Planner:
             Level.STUDY: "NumberOfStudyRelatedInstances",
             Level.SERIES: "NumberOfSeriesRelatedInstances",
         }[level]  # type: ignore[index]
-        ds = self.query.identifier()
+        ds = self.query.identifier(charset=self.charset)
         setattr(ds, key, "")
         try:
             matches = _find_all(self.assoc, self.model, ds)

@@ -75,7 +75,7 @@ def _plan(node: RemoteNode, query: Query, calling_aet: str, check: bool) -> Retr
     if not check:
         return RetrievePlan(requests_for_query(query), None)
     with associate(node, [(query.model.find_uid, None)], calling_aet=calling_aet) as assoc:
-        planner = Planner(assoc, query)
+        planner = Planner(assoc, query, charset=node.charset)
         try:
             instances = planner.list_instances()
         except OperationFailed as exc:

@@ -10,26 +10,40 @@ Matching choices (PS3.4 C.2.2.2), documented here because a clinician sees their
   patient name we send up to three spellings — as typed, UPPER CASE and Title Case — and merge
   the answers by StudyInstanceUID. A case-insensitive PACS answers the same studies three
   times (cheap: name searches are narrow); a case-sensitive one then still finds ``SMITH^JANE``
-  and ``Smith^John``. Every row is then refined locally with
-  :func:`workstation.query.matches_pattern` (case-, accent- and ``^``-insensitive), which also
-  drops what an over-generous PACS returns.
+  and ``Smith^John``.
+- **Accents**: PACS do not fold accents (Orthanc does not find ``Müller`` for ``muller``), so
+  in the patient name each letter after the first that has common one-character accented
+  forms (the Latin vowels and y, c, n, r, s, z: ä é ñ ç ř š ž...; the Greek vowels: ά έ
+  ή...), and each accented letter typed, is sent as ``*``: for ``muller`` a PACS is asked
+  ``M*LL*`` and answers ``MÜLLER`` (and ``Miller``, which the refine drops). Not ``?``: it
+  stands for one character, but Orthanc 1.10 never matches it with a non-ASCII one, and
+  dcmqrscp matches UTF-8 byte by byte. The first letter is kept as typed (a leading ``*``
+  would scan every name): ``Öztürk`` is found when typed with its ``Ö``. A name that would
+  keep fewer than two letters (``an`` -> ``a*``) is sent as typed.
+- **Refine**: every row is refined locally with :func:`workstation.query.matches_value`
+  (case-, accent- and ``^``-insensitive, the same matcher as :mod:`workstation.refine`) against
+  what was typed, which drops what the ``?`` patterns and an over-generous PACS let through.
+  A value the PACS did not return is not held against a row.
 - **Study description**: substring (``*thorax*``), as CTK and Orthanc do; refined locally.
 - **Patient ID, accession number**: sent exactly as typed (identifiers are exact; type ``*``
   for a wildcard), refined locally.
 - **Modalities**: one box checked is sent as ModalitiesInStudy. Several checked run one query
   per modality, merged: multi-valued ModalitiesInStudy matching is not supported by every PACS,
-  and sending none would fetch every modality. Rows whose ModalitiesInStudy is known and shares
-  no checked modality are dropped (some PACS ignore the key).
+  and sending none would fetch every modality. Rows whose ModalitiesInStudy shares no checked
+  modality are dropped; a PACS that ignores the key and does not return it (dcmqrscp) has the
+  series of each study listed by the core's refine (:mod:`workstation.refine`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
 
-from workstation.query import Query, date_range, matches_pattern
+from workstation.errors import InvalidInput
+from workstation.query import Query, date_range, matches_value
 from workstation.results import StudyRow
 
 #: Modalities offered as check boxes, most used first (PS3.3 C.7.3.1.1.1 defined terms).
@@ -82,12 +96,54 @@ def substring_pattern(text: str) -> str:
     return text if not text or _has_wildcard(text) else f"*{text}*"
 
 
+def _base_letter(char: str) -> str:
+    """``ü`` -> ``u``: the letter without its accents, lower case."""
+    decomposed = unicodedata.normalize("NFKD", char)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+def _is_accented(char: str) -> bool:
+    return char.isalpha() and _base_letter(char) != char.lower()
+
+
+#: Letters often written with an accent in names, as one character (Latin-1, Latin Extended-A,
+#: Greek tonos): their base letters are the ones :func:`accent_wildcards` turns into ``*``.
+_ACCENTED_FORMS = (
+    "àáâãäåāăą" "çćč" "èéêëēėęě" "ìíîïīį" "ñńň" "òóôõöōő" "řŕ" "śšş" "ùúûüūůűų" "ýÿ" "źżž"
+    "άέήίόύώϊϋΐΰ"
+)  # fmt: skip
+_ACCENTABLE = frozenset(_base_letter(c) for c in _ACCENTED_FORMS)
+
+
+def accent_wildcards(pattern: str) -> str:
+    """``muller*`` -> ``m*ll*``: after the first letter, each letter with common accented
+    forms and each accented letter becomes ``*`` (runs of ``*`` as one), so that a PACS that
+    does not fold accents still answers ``Müller``; the rest is kept as typed."""
+    out: list[str] = []
+    for index, char in enumerate(pattern):
+        if index and char.isalpha() and (_is_accented(char) or char.lower() in _ACCENTABLE):
+            char = "*"
+        if not (char == "*" and out and out[-1] == "*"):
+            out.append(char)
+    return "".join(out)
+
+
+#: Letters :func:`accent_wildcards` must leave in a pattern for it to be sent (``an`` would
+#: become ``a*``, every name with an A): with fewer, the name is sent as typed.
+MIN_KEPT_LETTERS = 2
+
+
 def name_spellings(pattern: str) -> list[str]:
-    """The spellings of a PN pattern to send: as typed, UPPER and Title case, without repeats."""
+    """The PN patterns to send for ``pattern``: as typed, UPPER and Title case, each through
+    :func:`accent_wildcards` (unless that keeps fewer than :data:`MIN_KEPT_LETTERS`), without
+    repeats."""
     if not pattern:
         return [""]
     title = "^".join(part.title() for part in pattern.split("^"))
-    return list(dict.fromkeys([pattern, pattern.upper(), title]))
+    spellings = [pattern, pattern.upper(), title]
+    if sum(c.isalpha() for c in accent_wildcards(pattern)) >= MIN_KEPT_LETTERS:
+        spellings = [accent_wildcards(p) for p in spellings]
+    return list(dict.fromkeys(spellings))
 
 
 @dataclass(frozen=True)
@@ -145,25 +201,25 @@ class SearchCriteria:
         return out
 
     def accepts(self, row: StudyRow) -> bool:
-        """The client-side refine: does ``row`` really match what was typed?"""
+        """The client-side refine: does ``row`` really match what was typed? (A value the
+        PACS did not return is not held against it.)"""
         checks = (
-            (row.patient_name, self.name_pattern),
-            (row.patient_id, self.patient_id.strip()),
-            (row.accession, self.accession.strip()),
-            (row.description, substring_pattern(self.description)),
-            (row.referring_physician, prefix_pattern(self.referring_physician)),
+            ("PN", row.patient_name, self.name_pattern),
+            ("LO", row.patient_id, self.patient_id.strip()),
+            ("SH", row.accession, self.accession.strip()),
+            ("LO", row.description, substring_pattern(self.description)),
+            ("PN", row.referring_physician, prefix_pattern(self.referring_physician)),
+            ("CS", "\\".join(row.modalities), "\\".join(self.modalities)),
+            ("DA", row.study_date, date_range(self.first, self.last)),
         )
-        for value, pattern in checks:
-            if pattern and not matches_pattern(value, pattern):
-                return False
-        if self.modalities and row.modalities and not set(self.modalities) & set(row.modalities):
-            return False
-        if (self.first or self.last) and len(row.study_date) == 8 and row.study_date.isdigit():
-            day = dt.date(
-                int(row.study_date[:4]), int(row.study_date[4:6]), int(row.study_date[6:])
-            )
-            if (self.first and day < self.first) or (self.last and day > self.last):
-                return False
+        for vr, value, pattern in checks:
+            if not pattern or not value:
+                continue
+            try:
+                if not matches_value(vr, pattern, value):
+                    return False
+            except InvalidInput:  # a value that is no date: the PACS judged it
+                continue
         return True
 
     def describe(self) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -37,7 +38,14 @@ from PySide6.QtWidgets import (
 from workstation import settings as settings_module
 from workstation.dimse.echo import EchoResult, echo
 from workstation.errors import InvalidInput
-from workstation.nodes import LocalAE, RemoteNode, RetrieveMethod, validate_ae_title
+from workstation.nodes import (
+    CHARSETS,
+    LocalAE,
+    RemoteNode,
+    RetrieveMethod,
+    charset_label,
+    validate_ae_title,
+)
 from workstation.settings import Settings
 from workstation.ui.tasks import Task, TaskRunner, describe_error
 
@@ -60,6 +68,8 @@ class NodeDraft:
     connect_timeout: float = 10.0
     dimse_timeout: float = 30.0
     retrieve_associations: int = 1
+    charset: str = CHARSETS[0]
+    uid_lists: bool = True
 
     @classmethod
     def of(cls, node: RemoteNode) -> NodeDraft:
@@ -78,6 +88,8 @@ class NodeDraft:
             connect_timeout=self.connect_timeout,
             dimse_timeout=self.dimse_timeout,
             retrieve_associations=self.retrieve_associations,
+            charset=self.charset,
+            uid_lists=self.uid_lists,
         )
 
 
@@ -151,6 +163,20 @@ class NodesDialog(QDialog):
             "Retrieve a study series by series over this many associations at once. Leave 1 "
             "unless the PACS allows several associations from this workstation."
         )
+        self.charset_combo = QComboBox()
+        for term in CHARSETS:
+            self.charset_combo.addItem(charset_label(term), term)
+        self.charset_combo.setToolTip(
+            "The character set a search with accented or non-Latin text is sent in. UTF-8 "
+            "suits most PACS; choose the one the PACS holds its names in if it compares bytes "
+            "(ISO_IR 100, Latin-1, for many older European PACS)."
+        )
+        self.lists_check = QCheckBox("Several UIDs in one retrieve request")
+        self.lists_check.setToolTip(
+            "A retrieve of several studies asks for them in one request, which most PACS "
+            "take. Untick for a PACS that refuses such lists: each study is then asked for on "
+            "its own. A refused list is also noticed, and asked again one by one."
+        )
         self.node_error = _message_label()
         self.echo_button = QPushButton("Echo")
         self.echo_button.setToolTip("Send a C-ECHO to check the node answers")
@@ -165,6 +191,8 @@ class NodesDialog(QDialog):
         form.addRow("Connect timeout", self.connect_spin)
         form.addRow("Response timeout", self.dimse_spin)
         form.addRow("Parallel associations", self.lanes_spin)
+        form.addRow("Character set", self.charset_combo)
+        form.addRow("UID lists", self.lists_check)
         echo_row = QHBoxLayout()
         echo_row.addWidget(self.echo_button)
         echo_row.addWidget(self.echo_result, 1)
@@ -181,6 +209,8 @@ class NodesDialog(QDialog):
         self.connect_spin.valueChanged.connect(self._form_edited)
         self.dimse_spin.valueChanged.connect(self._form_edited)
         self.lanes_spin.valueChanged.connect(self._form_edited)
+        self.charset_combo.currentIndexChanged.connect(self._form_edited)
+        self.lists_check.toggled.connect(self._form_edited)
         self.echo_button.clicked.connect(self.run_echo)
 
         page = QWidget()
@@ -263,6 +293,8 @@ class NodesDialog(QDialog):
             self.connect_spin.setValue(shown.connect_timeout)
             self.dimse_spin.setValue(shown.dimse_timeout)
             self.lanes_spin.setValue(shown.retrieve_associations)
+            self.charset_combo.setCurrentIndex(max(0, self.charset_combo.findData(shown.charset)))
+            self.lists_check.setChecked(shown.uid_lists)
         finally:
             self._loading = False
         self._check_draft(row)
@@ -280,6 +312,8 @@ class NodesDialog(QDialog):
         draft.connect_timeout = self.connect_spin.value()
         draft.dimse_timeout = self.dimse_spin.value()
         draft.retrieve_associations = self.lanes_spin.value()
+        draft.charset = str(self.charset_combo.currentData())
+        draft.uid_lists = self.lists_check.isChecked()
         item = self.node_list.item(row)
         item.setText(draft.name or "(unnamed)")
         self.echo_result.setText("")
