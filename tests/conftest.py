@@ -13,6 +13,9 @@ import os
 import sys
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
+# The window's GUI-thread checks on (workstation.ui.thread_guard): a model, buffer or task
+# callback run on a worker thread raises instead of corrupting Qt.
+os.environ.setdefault("WORKSTATION_CHECK_THREADS", "1")
 
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path

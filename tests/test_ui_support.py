@@ -123,3 +123,26 @@ def search(qtbot: QtBot, window: MainWindow, name: str = "", **fields: str) -> N
         panel.patient_name.setFocus()
         qtbot.keyClick(panel.patient_name, "\r")
     qtbot.waitUntil(lambda: window.study_model.rowCount() == len(window.study_model.rows))
+
+
+@pytest.fixture
+def open_nodes_window(
+    ui_dirs: Path, open_window: Callable[[Session], MainWindow]
+) -> Iterator[Callable[[dict[str, RemoteNode]], MainWindow]]:
+    """``open_nodes_window(nodes)``: a window on a session of its own knowing ``nodes`` (a real
+    PACS, no demo archive), every node ticked; the window is closed before its session."""
+    opened: list[tuple[MainWindow, Session]] = []
+
+    def open_(nodes: dict[str, RemoteNode]) -> MainWindow:
+        session = Session.open(settings=make_settings(ui_dirs, nodes))
+        window = open_window(session)
+        window.query_panel.select_nodes(list(nodes))
+        opened.append((window, session))
+        return window
+
+    try:
+        yield open_
+    finally:
+        for window, session in opened:
+            window.close()
+            session.close()

@@ -14,7 +14,10 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 from test_ui_support import WAIT_MS, demo_node, make_settings, search
 
+import workstation as ws
+from workstation.demo import Archive
 from workstation.demo.archive import DemoArchive, demo_archive
+from workstation.nodes import RemoteNode
 from workstation.query import matches_pattern
 from workstation.settings import Settings
 from workstation.ui.criteria import DatePreset
@@ -184,3 +187,66 @@ def test_window_layout_is_restored(
     assert second.study_view.table.columnWidth(0) == 333
     assert second.size().height() == size.height()  # the width is fitted to the small screen
     assert second.main_splitter.sizes() == sizes
+
+
+# -- real PACS: accents, modalities, character sets -----------------------------------------
+
+
+def _window_on(
+    node: RemoteNode,
+    ui_dirs: Path,
+    open_session: Callable[[Settings], Session],
+    open_window: Callable[[Session], MainWindow],
+) -> MainWindow:
+    window = open_window(open_session(make_settings(ui_dirs, {node.label: node})))
+    window.query_panel.select_nodes([node.label])
+    return window
+
+
+def test_muller_finds_mueller_on_orthanc(
+    qtbot: QtBot,
+    orthanc,  # type: ignore[no-untyped-def]
+    archive: Archive,
+    ui_dirs: Path,
+    open_session: Callable[[Settings], Session],
+    open_window: Callable[[Session], MainWindow],
+) -> None:
+    """Orthanc does not fold accents (``muller*`` finds nothing there); the window asks for
+    ``M*LL*`` and refines on its side, so exactly the Müllers are listed."""
+    assert not list(ws.find(orthanc.node, ws.Query.study(PatientName="muller*")))
+    window = _window_on(orthanc.node, ui_dirs, open_session, open_window)
+    search(qtbot, window, "muller")
+    want = {s.StudyInstanceUID for s in archive.studies if s.PatientName.startswith("Müller")}
+    assert want and shown_uids(window) == want
+    search(qtbot, window, "dvorak")
+    assert {row.patient_name for row in window.study_model.rows} == {"Dvořák^Antonín"}
+
+
+def test_modalities_on_dcmqrscp_which_ignores_them(
+    qtbot: QtBot,
+    dcmqrscp,  # type: ignore[no-untyped-def]
+    archive: Archive,
+    ui_dirs: Path,
+    open_session: Callable[[Settings], Session],
+    open_window: Callable[[Session], MainWindow],
+) -> None:
+    """dcmqrscp answers every study to ModalitiesInStudy=CT, without the key: the refine asks
+    each study's series, and only the CT studies are listed."""
+    window = _window_on(dcmqrscp.node, ui_dirs, open_session, open_window)
+    window.query_panel.modality_boxes["CT"].setChecked(True)
+    search(qtbot, window)
+    want = {s.StudyInstanceUID for s in archive.studies if "CT" in s.modalities}
+    assert 0 < len(want) < len(archive.studies)
+    assert shown_uids(window) == want
+
+
+def test_a_non_ascii_search_that_finds_nothing_names_the_character_set(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    search(qtbot, window, "жуков")
+    assert window.study_model.rowCount() == 0
+    status = window.study_view.counter.text()
+    assert "no match; the query was sent as ISO_IR 192 (UTF-8)" in status
+    assert "if DEMO holds Latin-1 names, set its character set to ISO_IR 100" in status
+    search(qtbot, window, "nobody")  # ASCII: the character set does not matter
+    assert "character set" not in window.study_view.counter.text()

@@ -40,6 +40,7 @@ import workstation
 from workstation.cancel import CancelToken
 from workstation.dimse.find import CANCEL_GRACE, find
 from workstation.errors import WorkstationError
+from workstation.logs import tame_warnings
 from workstation.nodes import RemoteNode
 from workstation.query import Query
 from workstation.results import StudyRow
@@ -104,7 +105,9 @@ class FindProcess:
         """STUDY-level matches of ``query`` on ``node`` as rows, in batches as they arrive.
 
         Blocks between batches (call it in a worker). Raises what :func:`workstation.find`
-        raises; ``outcome.limited`` is set at the end.
+        raises; ``outcome.limited`` is set at the end. A cancel ends the iteration at once: the
+        helper still stops the C-FIND (C-CANCEL, then abort), but the worker does not wait for
+        the PACS, so rapid searches that replace each other never pile up waiting workers.
         """
         request = next(self._ids)
         answers: queue.Queue[tuple[str, int, Any]] = queue.Queue()
@@ -118,6 +121,7 @@ class FindProcess:
 
         def send_cancel() -> None:
             self._send(("cancel", request))
+            answers.put(("cancelled", request, None))  # stop waiting for the helper
 
         unregister = cancel.on_cancel(send_cancel)
         try:
@@ -127,6 +131,8 @@ class FindProcess:
                     yield payload
                 elif kind == "done":
                     outcome.limited = payload
+                    return
+                elif kind == "cancelled":
                     return
                 else:
                     raise payload
@@ -249,6 +255,8 @@ def serve() -> None:
     root.addHandler(_Forward(send))
     root.setLevel(logging.INFO)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # as the window does
+    # pydicom's warnings about a peer's values: one line each, rate-limited
+    tame_warnings(report_at_exit=False)
     tokens: dict[int, CancelToken] = {}
     threads: list[threading.Thread] = []
     while (frame := _read_frame(requests)) is not None:

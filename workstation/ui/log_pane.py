@@ -2,20 +2,23 @@
 
 :class:`QtLogHandler` may be called from any thread (association threads, the store's writer,
 executor workers). It formats the record where it is emitted, puts the line on a locked deque
-and, when the deque was empty, wakes the GUI thread with a queued signal; the pane then waits
+and, when the deque was empty, wakes the GUI thread through the window's event loop (never by
+emitting a signal of a pane's QObject: the pane may be deleted on the GUI thread during that
+emit, a use-after-free in Qt; it holds the pane by a weak reference only); the pane then waits
 :data:`FLUSH_INTERVAL_MS` and drains everything at once, so a burst of thousands of records
 costs at most ten repaints a second. Widgets are only touched on the GUI thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
+import weakref
 from collections import deque
 from functools import partial
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+import shiboken6
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
@@ -26,6 +29,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from workstation.ui.tasks import gui_loop, post
+from workstation.ui.thread_guard import check_gui_thread
 
 MAX_LINES = 5000
 FLUSH_INTERVAL_MS = 100
@@ -40,12 +46,6 @@ _COLOURS = {logging.WARNING: "#b35c00", logging.ERROR: "#c0152f"}
 Line = tuple[int, str]
 
 
-class _Wake(QObject):
-    """Lives in the GUI thread; emitted from any thread when the first line of a batch arrives."""
-
-    wake = Signal()
-
-
 class QtLogHandler(logging.Handler):
     """A logging handler feeding a :class:`LogPane`; thread-safe, never touches widgets."""
 
@@ -56,7 +56,8 @@ class QtLogHandler(logging.Handler):
         self.setFormatter(
             logging.Formatter("%(asctime)s  %(levelname)-7s  %(name)s: %(message)s", "%H:%M:%S")
         )
-        self._pane = pane
+        self._pane = weakref.ref(pane)
+        self._loop = gui_loop()
         self._lines: deque[Line] = deque(maxlen=MAX_LINES)
         self._lines_lock = threading.Lock()
 
@@ -70,9 +71,7 @@ class QtLogHandler(logging.Handler):
             first = not self._lines
             self._lines.append((record.levelno, text))
         if first:
-            # RuntimeError: the pane is gone (shutting down); drop quietly.
-            with contextlib.suppress(RuntimeError):
-                self._pane.wake.wake.emit()
+            post(self._loop, _wake, self._pane)  # False once the loop closed: nobody listens
 
     def take(self) -> list[Line]:
         """Remove and return the lines waiting for the GUI thread."""
@@ -93,14 +92,12 @@ class LogPane(QWidget):
 
     def __init__(self, parent: QWidget | None = None, level: int = logging.INFO) -> None:
         super().__init__(parent)
-        self.wake = _Wake(self)
         self._handler: QtLogHandler | None = None
         self._history: deque[Line] = deque(maxlen=MAX_LINES)
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.setInterval(FLUSH_INTERVAL_MS)
         self._flush_timer.timeout.connect(self.flush)
-        self.wake.wake.connect(self._flush_timer.start, Qt.ConnectionType.QueuedConnection)
 
         self.view = QPlainTextEdit(readOnly=True)
         self.view.setMaximumBlockCount(MAX_LINES)
@@ -141,6 +138,11 @@ class LogPane(QWidget):
     def attach(self, handler: QtLogHandler) -> None:
         """Called by :func:`install_log_handler`; the pane drains this handler's lines."""
         self._handler = handler
+
+    def wake_up(self) -> None:
+        """Lines are waiting: show them within :data:`FLUSH_INTERVAL_MS` (GUI thread)."""
+        check_gui_thread("LogPane.wake_up")
+        self._flush_timer.start()
 
     def flush(self) -> None:
         """Show the lines waiting in the handler (runs on the GUI thread)."""
@@ -194,6 +196,13 @@ def _format(levelno: int) -> QTextCharFormat:
     elif levelno >= logging.WARNING:
         fmt.setForeground(QColor(_COLOURS[logging.WARNING]))
     return fmt
+
+
+def _wake(pane: weakref.ref[LogPane]) -> None:
+    """On the GUI thread: wake the pane, if it still exists."""
+    target = pane()
+    if target is not None and shiboken6.isValid(target):
+        target.wake_up()
 
 
 def _lower_root_level(level: int) -> None:

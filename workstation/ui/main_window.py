@@ -16,6 +16,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
+    QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -30,6 +31,7 @@ from workstation.dimse.echo import echo
 from workstation.nodes import RemoteNode
 from workstation.results import StudyRow
 from workstation.ui.criteria import SearchCriteria
+from workstation.ui.failure_banner import FailureBanner
 from workstation.ui.local_tracker import LocalTracker
 from workstation.ui.log_pane import LogPane, install_log_handler
 from workstation.ui.nodes_dialog import NodesDialog
@@ -64,8 +66,12 @@ class MainWindow(QMainWindow):
         self._closed = False
 
         self.study_model = StudyTableModel(self)
-        self.search = StudySearch(self.study_model, self.runner, lambda: session.settings.ae_title)
+        # Owned by the window (not by Python): deleted with it, on the GUI thread.
+        self.search = StudySearch(
+            self.study_model, self.runner, lambda: session.settings.ae_title, self
+        )
         self.query_panel = QueryPanel()
+        self.failure_banner = FailureBanner()
         self.study_view = StudyView(self.study_model)
         self.search.gate.watch_paints(self.study_view.table.viewport())
         self.series_panel = SeriesPanel(self.runner, session.store, session.settings.ae_title)
@@ -105,6 +111,10 @@ class MainWindow(QMainWindow):
         qr_layout.setContentsMargins(0, 0, 0, 0)
         qr_layout.setSpacing(0)
         qr_layout.addWidget(self.query_panel)
+        banner_row = QHBoxLayout()  # the banner lines up with the results table below it
+        banner_row.setContentsMargins(6, 4, 6, 2)
+        banner_row.addWidget(self.failure_banner)
+        qr_layout.addLayout(banner_row)
         qr_layout.addWidget(self.results_splitter, 1)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -200,6 +210,9 @@ class MainWindow(QMainWindow):
         self.search.status_changed.connect(self._search_status)
         self.search.started.connect(lambda: self._set_searching(True))
         self.search.finished.connect(self._search_finished)
+        self.search.started.connect(self.failure_banner.clear)
+        self.search.node_failed.connect(self._node_failed)
+        self.failure_banner.retry_requested.connect(self.retry_failed)
         self.search.rows_added.connect(self.tracker.recount)
         self.study_view.current_study_changed.connect(self._show_series)
         self.study_view.retrieve_requested.connect(self.retrieve_studies)
@@ -235,6 +248,11 @@ class MainWindow(QMainWindow):
     def stop(self) -> None:
         self.search.stop()
 
+    def retry_failed(self) -> None:
+        """The banner's Retry: ask the nodes that failed again, with their current settings."""
+        if not self.search.retry_failed(self.session.node):
+            self.statusBar().showMessage("Nothing to retry while the search runs", 5000)
+
     def clear_search(self) -> None:
         self.search.stop(quiet=True)
         self.query_panel.clear()
@@ -242,6 +260,11 @@ class MainWindow(QMainWindow):
     def _set_searching(self, searching: bool) -> None:
         self.query_panel.set_searching(searching)
         self.stop_action.setEnabled(searching)
+        self.failure_banner.set_retry_enabled(not searching)
+
+    def _node_failed(self, _name: str, _message: str) -> None:
+        """Show a failed node at once, while the other nodes still answer."""
+        self.failure_banner.show_failures(self.search.failures())
 
     def _search_status(self, text: str) -> None:
         self.study_view.counter.setText(text)
@@ -249,6 +272,7 @@ class MainWindow(QMainWindow):
 
     def _search_finished(self, _text: str) -> None:
         self._set_searching(False)
+        self.failure_banner.show_failures(self.search.failures())
         if self.study_view.table.selectionModel().hasSelection() is False:
             self.study_view.select_first()
 

@@ -6,27 +6,34 @@ C.11.2.1.2.1 (or the image's min/max when there is none), then MONOCHROME1 inver
 images (RGB, YBR converted by pydicom, PALETTE COLOR through its LUT) are scaled to 8 bit.
 
 Only the middle frame of a multi-frame image is decoded. Decoding runs on a single background
-thread; the widget shows the latest request only and drops stale results.
+thread; the widget shows the latest request only and drops stale results. The decoder thread
+touches no Qt object but the QImage it makes: it hands the result to the GUI thread through the
+window's event loop with a weak reference to the widget, which may be gone by then.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 import os
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import shiboken6
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
 from pydicom.uid import UID
-from PySide6.QtCore import QObject, QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap, QResizeEvent
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from workstation.ui.tasks import gui_loop, post
+from workstation.ui.thread_guard import check_gui_thread
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +177,6 @@ def _to_qimage(pixels: np.ndarray) -> QImage:
     return QImage(pixels.data, width, height, pixels.strides[0], fmt).copy()
 
 
-class _Relay(QObject):
-    """Lives in the GUI thread; the decoder thread emits, the widget's slot runs here."""
-
-    done = Signal(int, object)
-
-
 _executor: ThreadPoolExecutor | None = None
 
 
@@ -218,8 +219,7 @@ class PreviewWidget(QWidget):
         layout.setSpacing(2)
         layout.addWidget(self._label, 1)
         layout.addWidget(self._caption)
-        self._relay = _Relay(self)
-        self._relay.done.connect(self._on_decoded, Qt.ConnectionType.QueuedConnection)
+        self._loop = gui_loop()
 
     def sizeHint(self) -> QSize:
         return QSize(280, 280)
@@ -244,14 +244,15 @@ class PreviewWidget(QWidget):
             self._show(None, NO_IMAGE)
             self.finished.emit()
             return
-        request, relay, latest = self._request, self._relay, self._latest
+        request, latest = self._request, self._latest
+        loop, widget = self._loop, weakref.ref(self)
         latest[0] = request
         if self._image is None:
             self._label.setText("Loading…")
         future = _decoder_pool().submit(
             _decode_or_message, Path(path), self._max_size, lambda: latest[0] != request
         )
-        future.add_done_callback(lambda f: _deliver(relay, request, f))
+        future.add_done_callback(lambda f: _deliver(loop, widget, request, f))
 
     def clear(self, message: str = NO_IMAGE) -> None:
         self._request += 1
@@ -259,6 +260,7 @@ class PreviewWidget(QWidget):
         self._show(None, message)
 
     def _on_decoded(self, request: int, result: object) -> None:
+        check_gui_thread("PreviewWidget._on_decoded")
         if request != self._request:
             return  # a newer selection is on its way
         if isinstance(result, QImage):
@@ -310,8 +312,25 @@ def _decode_or_message(path: Path, max_size: int, stale: Callable[[], bool]) -> 
         return f"Cannot show the image: {exc}"
 
 
-def _deliver(relay: _Relay, request: int, future: Future[QImage | str]) -> None:
-    """Runs on the decoder thread: hand the result to the GUI thread through the relay."""
+def _deliver(
+    loop: asyncio.AbstractEventLoop,
+    widget: weakref.ref[PreviewWidget],
+    request: int,
+    future: Future[QImage | str],
+) -> None:
+    """Runs on the decoder thread: hand the result to the GUI thread.
+
+    It used to emit a signal of a QObject owned by the widget; a widget deleted on the GUI
+    thread during that emit (closing the window deletes the store browser) is a use-after-free
+    in Qt. The event loop outlives every widget, and only a weak reference travels, so the
+    last reference to the widget can never be dropped (and the widget deleted) here.
+    """
     result: object = future.result() if not future.cancelled() else NO_IMAGE
-    with contextlib.suppress(RuntimeError):  # the widget was closed meanwhile
-        relay.done.emit(request, result)
+    post(loop, _decoded, widget, request, result)
+
+
+def _decoded(widget: weakref.ref[PreviewWidget], request: int, result: object) -> None:
+    """On the GUI thread: show ``result`` if the widget still exists."""
+    target = widget()
+    if target is not None and shiboken6.isValid(target):
+        target._on_decoded(request, result)

@@ -21,6 +21,7 @@ from workstation.results import (
     format_time,
 )
 from workstation.ui.table_model import Cells, RowTableModel
+from workstation.ui.thread_guard import check_gui_thread
 
 
 class StudyColumn(Enum):
@@ -82,6 +83,7 @@ class StudyTableModel(RowTableModel[StudyRow, StudyColumn]):
 
     def set_local_counts(self, counts: dict[str, int], *, replace_all: bool = False) -> None:
         """Update how many instances of each study the store holds; repaint the Local column."""
+        check_gui_thread("StudyTableModel.set_local_counts")
         changed = [uid for uid, n in counts.items() if self._local.get(uid, 0) != n]
         if replace_all:
             changed += [uid for uid in self._local if uid not in counts]

@@ -10,6 +10,16 @@ while the PACS still answers and no flush freezes the window. The search is fini
 every node answered and the buffer is drained. Rows from an older search are dropped by
 generation number. Stop cancels every task (C-CANCEL, then abort after a grace period, in
 :mod:`workstation.dimse.find`).
+
+Counting: a name search sends up to three spellings to each node (see
+:mod:`.criteria`), so a node answers the same study up to three times, and the same study
+may come from several nodes; the client-side refine then drops what does not really match.
+So each node's count is of the *distinct studies shown* from it, and the status says how many
+of them are on more than one node, so the numbers add up (:meth:`StudySearch.status_text`).
+
+Threads: the worker function of :meth:`StudySearch._run_query` touches no Qt object (the
+model's ``make_cells`` is plain Python, the buffer and the gate are thread-safe); everything
+else here runs on the GUI thread, checked by :func:`.thread_guard.check_gui_thread`.
 """
 
 from __future__ import annotations
@@ -22,7 +32,16 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from workstation.nodes import RemoteNode
+from workstation.errors import (
+    AssociationAborted,
+    AssociationRejected,
+    ConnectionFailed,
+    DimseTimeout,
+    InvalidInput,
+    NoAcceptedContext,
+    OperationFailed,
+)
+from workstation.nodes import CHARSET_NAMES, RemoteNode, charset_label, other_charset
 from workstation.query import Query
 from workstation.results import StudyRow
 from workstation.ui.criteria import SearchCriteria
@@ -30,6 +49,7 @@ from workstation.ui.find_process import FindOutcome, FindProcess
 from workstation.ui.study_model import StudyTableModel
 from workstation.ui.table_model import Cells
 from workstation.ui.tasks import Task, TaskContext, TaskRunner, describe_error
+from workstation.ui.thread_guard import check_gui_thread
 from workstation.ui.throttle import BatchBuffer
 from workstation.ui.worker_gate import MAX_HOLD_MS, WorkerGate
 
@@ -47,16 +67,54 @@ class NodeOutcome:
 
     name: str
     queries_left: int
-    matches: int = 0
+    node: RemoteNode | None = None
+    #: Responses received, over every query sent to the node (one study may answer several).
+    answers: int = 0
+    #: The distinct studies of this node that passed the refine: shown in the table.
+    shown: set[str] = field(default_factory=set)
+    #: The distinct studies of this node that the refine dropped (not what was typed).
+    refined_out: set[str] = field(default_factory=set)
     limited: bool = False
+    #: Why the node failed, as the core said it ("" while it did not).
     error: str = ""
+    #: The same in a few plain words, e.g. "no connection".
+    reason: str = ""
     seconds: float = 0.0
 
-    def __str__(self) -> str:
-        if self.error:
-            return f"{self.name}: failed"
-        text = f"{self.name}: {self.matches}"
-        return text + " (limit reached)" if self.limited else text
+    @property
+    def failed(self) -> bool:
+        return bool(self.error)
+
+    @property
+    def running(self) -> bool:
+        return self.queries_left > 0
+
+
+@dataclass
+class _Answers:
+    """What one query's worker saw; read on the GUI thread once the worker is done."""
+
+    count: int = 0
+    shown: set[str] = field(default_factory=set)
+    refined_out: set[str] = field(default_factory=set)
+    limited: bool = False
+
+
+def plain_reason(exc: BaseException) -> str:
+    """A few words a clinician can read for why a node failed (the detail is in the message)."""
+    if isinstance(exc, ConnectionFailed):
+        return "no connection"
+    if isinstance(exc, AssociationRejected):
+        return "refused to talk to us"
+    if isinstance(exc, AssociationAborted):
+        return "broke off the search"
+    if isinstance(exc, DimseTimeout):
+        return "stopped answering"
+    if isinstance(exc, NoAcceptedContext):
+        return "does not offer study search"
+    if isinstance(exc, OperationFailed):
+        return "answered with an error"
+    return "the search failed"
 
 
 @dataclass
@@ -115,6 +173,7 @@ class StudySearch(QObject):
 
     def start(self, criteria: SearchCriteria, nodes: list[RemoteNode]) -> None:
         """Stop any running search, empty the table and ask every node in ``nodes``."""
+        check_gui_thread("StudySearch.start")
         self.stop(quiet=True)
         self._generation += 1
         self.buffer.clear()
@@ -124,15 +183,54 @@ class StudySearch(QObject):
         self._current = search
         log.info("searching %s for %s", ", ".join(n.label for n in nodes), criteria.describe())
         for node in nodes:
-            search.nodes[node.label] = NodeOutcome(node.label, len(queries))
+            search.nodes[node.label] = NodeOutcome(node.label, len(queries), node)
             for query in queries:
                 search.tasks.append(self._run_query(search, node, query))
         self._ticker.start()
         self.started.emit()
         self._emit_status()
 
+    def failures(self) -> list[NodeOutcome]:
+        """The nodes of the current search that failed, in the order they were asked."""
+        search = self._current
+        return [] if search is None else [n for n in search.nodes.values() if n.failed]
+
+    def retry_failed(self, resolve: Callable[[str], RemoteNode | None] | None = None) -> bool:
+        """Ask the failed nodes of the finished search again; the rows shown stay.
+
+        ``resolve(name)`` gives the node's current settings (it may have been fixed in the
+        meantime); by default the node as it was asked. False when there is nothing to retry
+        or the search still runs.
+        """
+        check_gui_thread("StudySearch.retry_failed")
+        search = self._current
+        if search is None or search.running:
+            return False
+        targets: list[RemoteNode] = []
+        for outcome in search.nodes.values():
+            node = (resolve(outcome.name) if resolve else None) or outcome.node
+            if outcome.failed and node is not None:
+                targets.append(node)
+        if not targets:
+            return False
+        queries = search.criteria.queries()
+        search.started = time.monotonic()
+        search.stopped = search.draining = False
+        for outcome in search.nodes.values():
+            outcome.seconds = 0.0
+        log.info("searching %s again", ", ".join(n.label for n in targets))
+        for node in targets:
+            search.nodes[node.label] = NodeOutcome(node.label, len(queries), node)
+            for query in queries:
+                search.tasks.append(self._run_query(search, node, query))
+        self._ticker.start()
+        self.started.emit()
+        self._emit_status()
+        return True
+
     def stop(self, *, quiet: bool = False) -> None:
         """Stop every query of the running search (the rows found so far stay)."""
+        check_gui_thread("StudySearch.stop")
         search = self._current
         if search is None or not search.running:
             return
@@ -149,13 +247,17 @@ class StudySearch(QObject):
         criteria = search.criteria
         generation = search.generation
         aet = self._calling_aet()
-        buffer = self.buffer
-        gate = self.gate
+        # Everything the worker uses, taken here on the GUI thread: no attribute of this
+        # QObject is read in the worker, and nothing in ``work`` is a Qt object.
+        buffer = self.buffer  # thread-safe: a lock and a list
+        gate = self.gate  # thread-safe: a threading.Event
+        finder = self.finder  # plain Python
         make_cells = self.model.make_cells  # reads no Qt object: safe in the worker
+        answers = _Answers()  # filled by the worker, read by the callbacks once it is done
 
-        def work(context: TaskContext) -> tuple[int, bool]:
+        def work(context: TaskContext) -> None:
             outcome = FindOutcome()
-            batches = self.finder.study_rows(
+            batches = finder.study_rows(
                 node,
                 query,
                 calling_aet=aet,
@@ -163,25 +265,30 @@ class StudySearch(QObject):
                 cancel=context.cancel,
                 outcome=outcome,
             )
-            accepted = 0
             for rows in batches:
                 for row in rows:
                     gate.wait()
-                    if row.study_uid and criteria.accepts(row):
-                        accepted += 1
+                    answers.count += 1
+                    if not row.study_uid:
+                        continue
+                    if criteria.accepts(row):
+                        answers.shown.add(row.study_uid)
                         buffer.push((generation, row, make_cells(row)))
-            return accepted, outcome.limited
+                    else:
+                        answers.refined_out.add(row.study_uid)
+            answers.limited = outcome.limited
 
         return self.runner.run(
             work,
             title=f"Search on {node.label}",
-            success=lambda result: self._query_done(search, node, result, ""),
-            failure=lambda exc: self._query_done(search, node, (0, False), describe_error(exc)),
+            success=lambda _none: self._query_done(search, node, answers, None),
+            failure=lambda exc: self._query_done(search, node, answers, exc),
         )
 
     # -- the GUI side ----------------------------------------------------------------------------
 
     def _add_rows(self, items: list[tuple[int, StudyRow, Cells]]) -> None:
+        check_gui_thread("StudySearch._add_rows")
         self.gate.hold(MAX_HOLD_MS)  # until the rows are painted
         prepared = [
             (row, cells) for generation, row, cells in items if generation == self._generation
@@ -201,17 +308,21 @@ class StudySearch(QObject):
             self._emit_status()
 
     def _query_done(
-        self, search: _Search, node: RemoteNode, result: tuple[int, bool], error: str
+        self, search: _Search, node: RemoteNode, answers: _Answers, exc: BaseException | None
     ) -> None:
+        check_gui_thread("StudySearch._query_done")
         outcome = search.nodes[node.label]
         outcome.queries_left -= 1
-        outcome.matches += result[0]
-        outcome.limited = outcome.limited or result[1]
+        outcome.answers += answers.count
+        outcome.shown |= answers.shown
+        outcome.refined_out |= answers.refined_out
+        outcome.limited = outcome.limited or answers.limited
         outcome.seconds = time.monotonic() - search.started
-        if error and not outcome.error:
-            outcome.error = error
+        if exc is not None and not outcome.error:
+            outcome.error = describe_error(exc)
+            outcome.reason = plain_reason(exc)
             if search.generation == self._generation:
-                self.node_failed.emit(node.label, error)
+                self.node_failed.emit(node.label, outcome.error)
         if search.generation != self._generation or search.running:
             return
         if self.buffer.pending:
@@ -220,6 +331,7 @@ class StudySearch(QObject):
             self._finish(search)
 
     def _finish(self, search: _Search) -> None:
+        check_gui_thread("StudySearch._finish")
         search.draining = False
         self._ticker.stop()
         text = self.status_text()
@@ -228,7 +340,13 @@ class StudySearch(QObject):
         self.status_changed.emit(text)
 
     def status_text(self) -> str:
-        """Text like "37 studies in 0.8 s — searching…", with per-node notes when it matters."""
+        """Text like "37 studies in 0.8 s — searching…", then what each node contributed.
+
+        With several nodes, each node's count is of the distinct studies shown from it, and
+        the studies found on more than one node (listed once) are said, so the counts add up:
+        "11 studies in 0.4 s · A 11, B 11 (the same 11 on both)". Answers the refine dropped
+        and failed or limited nodes are noted too.
+        """
         search = self._current
         if search is None:
             return "Ready"
@@ -242,15 +360,21 @@ class StudySearch(QObject):
             text += " — stopping…" if search.stopped else " — searching…"
         elif search.stopped:
             text += " — stopped"
+        nodes = list(search.nodes.values())
         notes = []
-        for outcome in search.nodes.values():
-            if outcome.error:
-                notes.append(f"{outcome.name} failed: {outcome.error}")
-            elif outcome.limited:
-                notes.append(f"{outcome.name}: limit reached, refine the search")
-        if len(search.nodes) > 1 and not notes:
-            notes = [str(n) for n in search.nodes.values()]
-        return f"{text} ({'; '.join(notes)})" if notes else text
+        if len(nodes) > 1:
+            notes.append(_per_node(nodes))
+        else:
+            notes += [f"{n.name} failed" for n in nodes if n.failed]
+            notes += [f"{n.name}: limit reached, refine the search" for n in nodes if n.limited]
+        shown = set().union(*(n.shown for n in nodes))
+        hidden = len(set().union(*(n.refined_out for n in nodes)) - shown)
+        if hidden:
+            answers = "answer" if hidden == 1 else "answers"
+            notes.append(f"{hidden} more {answers} not matching exactly, not shown")
+        if not count and not search.running and not search.stopped:
+            notes += charset_hints(search.criteria, nodes)
+        return " · ".join([text, *notes])
 
     def _emit_status(self) -> None:
         self.status_changed.emit(self.status_text())
@@ -261,3 +385,51 @@ class StudySearch(QObject):
         self.buffer.close()
         self.gate.close()
         self.finder.close()
+
+
+def _per_node(nodes: list[NodeOutcome]) -> str:
+    """The distinct studies shown from each node and the overlap: "A 11, B 6 (3 on both)"."""
+    parts = []
+    for node in nodes:
+        if node.failed:
+            before = f" {len(node.shown)} before it" if node.shown else ""
+            parts.append(f"{node.name}{before} failed")
+        elif node.running and not node.shown:
+            parts.append(f"{node.name} …")
+        else:
+            limit = " (limit reached, refine the search)" if node.limited else ""
+            parts.append(f"{node.name} {len(node.shown)}{limit}")
+    text = ", ".join(parts)
+    found = [n.shown for n in nodes if n.shown]
+    union: set[str] = set().union(*found)
+    repeats = sum(len(uids) for uids in found) - len(union)
+    if not repeats:
+        return text
+    if len(found) == 2:
+        same = found[0] == found[1]
+        return f"{text} (the same {repeats} on both)" if same else f"{text} ({repeats} on both)"
+    several = sum(sum(uid in uids for uids in found) > 1 for uid in union)
+    return f"{text} ({several} of them on several nodes, listed once)"
+
+
+def charset_hints(criteria: SearchCriteria, nodes: list[NodeOutcome]) -> list[str]:
+    """For a search with non-ASCII text that found nothing: the character set each node was
+    asked in, which may not be the one it holds its names in (and compares bytes against)."""
+    queries = criteria.queries()
+    hints = []
+    for outcome in nodes:
+        node = outcome.node
+        if node is None or outcome.failed:
+            continue
+        try:
+            term = next((t for q in queries if (t := q.character_set(node.charset))), "")
+        except InvalidInput:
+            continue
+        if term:
+            other = other_charset(term)
+            hints.append(
+                f"no match; the query was sent as {charset_label(term)}: if {outcome.name} "
+                f"holds {CHARSET_NAMES[other]} names, set its character set to {other} in "
+                "Nodes → Nodes…"
+            )
+    return hints

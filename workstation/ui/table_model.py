@@ -30,6 +30,8 @@ from PySide6.QtCore import (
     Qt,
 )
 
+from workstation.ui.thread_guard import check_gui_thread
+
 #: Role with a value that sorts the column correctly (numbers as numbers, dates as YYYYMMDD).
 SORT_ROLE = Qt.ItemDataRole.UserRole
 #: Role with the row's frozen dataclass itself.
@@ -151,6 +153,7 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
 
     def upsert_prepared(self, items: Iterable[tuple[R, Cells | None]]) -> int:
         """Like :meth:`upsert`, for rows whose cells :meth:`make_cells` already computed."""
+        check_gui_thread(f"{type(self).__name__}.upsert")
         fresh: list[R] = []
         fresh_cells: list[Cells | None] = []
         fresh_pos: dict[str, int] = {}
@@ -193,6 +196,7 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Sort by ``column`` (-1: keep arrival order); new rows are kept in that order."""
+        check_gui_thread(f"{type(self).__name__}.sort")
         if not 0 <= column < self._ncols:
             self._sort = None
             return
@@ -229,6 +233,7 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
 
     def remove_keys(self, keys: Iterable[str]) -> None:
         """Remove the rows with these keys (one beginRemoveRows per row, from the bottom)."""
+        check_gui_thread(f"{type(self).__name__}.remove_keys")
         positions = sorted((self._positions[k] for k in keys if k in self._positions), reverse=True)
         for position in positions:
             self.beginRemoveRows(_ROOT, position, position)
@@ -240,6 +245,7 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
             self._positions = dict(zip(self._keys, range(len(self._keys)), strict=True))
 
     def clear(self) -> None:
+        check_gui_thread(f"{type(self).__name__}.clear")
         self.beginResetModel()
         self._rows = []
         self._keys = []
@@ -249,6 +255,7 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
 
     def refresh_column(self, column: C, keys: Iterable[str] | None = None) -> None:
         """Recompute one column of the rows with ``keys`` (every row when None) and repaint."""
+        check_gui_thread(f"{type(self).__name__}.refresh_column")
         col = list(self.columns).index(column)
         if keys is None:
             positions = list(range(len(self._rows)))

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QApplication
 
 from workstation.cancel import CancelToken
 from workstation.errors import WorkstationError
+from workstation.ui.thread_guard import check_gui_thread
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +138,10 @@ class TaskRunner(QObject):
     ) -> Task[T]:
         """Run ``work(context)`` in a worker; then ``success(result)`` or ``failure(exc)``.
 
-        Without ``failure``, a failure is logged and emitted on :attr:`failed`.
+        Without ``failure``, a failure is logged and emitted on :attr:`failed`. Call it on the
+        GUI thread.
         """
+        check_gui_thread(f"TaskRunner.run({title!r})")
         task: Task[T] = Task(title, success, failure, progress)
         if self._shut_down:  # the window is closing: nothing may call back into it
             task.detach()
@@ -151,6 +154,7 @@ class TaskRunner(QObject):
         return task
 
     def _finish(self, task: Task[T], future: asyncio.Future[T] | Future[T]) -> None:
+        check_gui_thread(f"the callback of {task.title!r}")
         self._tasks.discard(task)
         task.done = True
         if task.detached:

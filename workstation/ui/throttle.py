@@ -19,6 +19,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer
 
 from workstation.ui.tasks import gui_loop, post
+from workstation.ui.thread_guard import check_gui_thread
 
 #: Milliseconds between two flushes: ~10 a second.
 FLUSH_INTERVAL_MS = 100
@@ -71,6 +72,7 @@ class BatchBuffer(QObject):
                 self._armed = False
 
     def _arm(self) -> None:
+        check_gui_thread("BatchBuffer._arm")
         if self._closed:
             return
         wait = self._last_flush + self._interval - time.monotonic()
@@ -90,6 +92,7 @@ class BatchBuffer(QObject):
         self._drain(self._max_items)
 
     def _drain(self, limit: int | None) -> None:
+        check_gui_thread("BatchBuffer flush")
         self._timer.stop()
         with self._lock:
             if limit is None or len(self._items) <= limit:

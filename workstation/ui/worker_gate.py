@@ -17,6 +17,8 @@ import threading
 
 from PySide6.QtCore import QEvent, QObject, QTimer
 
+from workstation.ui.thread_guard import check_gui_thread
+
 #: Longest time one hold keeps workers waiting (a flush whose paint never comes).
 MAX_HOLD_MS = 50
 
@@ -34,6 +36,7 @@ class WorkerGate(QObject):
 
     def hold(self, ms: int = 0) -> None:
         """Close the gate (GUI thread) until this event is handled, or for ``ms`` at most."""
+        check_gui_thread("WorkerGate.hold")
         self._open.clear()
         self._reopen.start(min(ms, MAX_HOLD_MS))
 
