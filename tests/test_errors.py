@@ -405,3 +405,15 @@ def test_rate_limit_once_per_message_and_n_per_window() -> None:
     assert not limit.filter(record("b"))  # still once per message, in any window
     limit.flush()
     assert reported == ["2"]
+
+
+@pytest.mark.parametrize(
+    ("bind", "says"),
+    [("no.such.host.invalid", "no such address"), ("192.0.2.1", "not an address of this")],
+)
+def test_storage_scp_on_an_address_not_ours_says_so(tmp_path: Path, bind: str, says: str) -> None:
+    with ws.LocalStore(tmp_path / "store") as store:
+        server = ws.StorageServer(ws.LocalAE("WORKSTATION", 0, bind), store)
+        with pytest.raises(ws.WorkstationError) as info:
+            server.start()
+    assert says in str(info.value) and "--bind" in str(info.value)

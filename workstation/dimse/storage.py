@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import queue
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -448,6 +449,16 @@ class StorageServer(StoreSink):
                 raise PortInUse(
                     f"cannot listen on port {self.local.port}: it is in use{who}; stop that "
                     "program or choose another port (--port, or the Local AE settings)"
+                ) from None
+            if isinstance(exc, socket.gaierror):
+                raise PortInUse(
+                    f"cannot listen on {self.local.bind}: no such address on this computer "
+                    "(check --bind, or the Local AE settings)"
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise PortInUse(
+                    f"cannot listen on {self.local.bind}: it is not an address of this "
+                    "computer (check --bind, or the Local AE settings)"
                 ) from None
             raise PortInUse(
                 f"cannot listen on {self.local.bind}:{self.local.port}: {exc}"
