@@ -29,6 +29,10 @@ _EXPORTS = {
     "get": "workstation.dimse.retrieve",
     "move": "workstation.dimse.retrieve",
     "retry": "workstation.dimse.retrieve",
+    "SendOutcome": "workstation.dimse.send",
+    "SendProgress": "workstation.dimse.send",
+    "SendState": "workstation.dimse.send",
+    "send": "workstation.dimse.send",
     "describe_status": "workstation.dimse.status",
     "StorageServer": "workstation.dimse.storage",
     "AssociationAborted": "workstation.errors",
@@ -47,6 +51,11 @@ _EXPORTS = {
     "Level": "workstation.query",
     "Query": "workstation.query",
     "LocalStore": "workstation.store",
+    "QRServer": "workstation.serve",
+    "ImportReport": "workstation.store.importer",
+    "import_paths": "workstation.store.importer",
+    "ExportReport": "workstation.export",
+    "export_instances": "workstation.export",
 }
 _RENAMED = {"describe_status": "describe"}
 
@@ -57,7 +66,9 @@ __all__ = [
     "ConnectionFailed",
     "DimseTimeout",
     "EchoResult",
+    "ExportReport",
     "FindResults",
+    "ImportReport",
     "InformationModel",
     "InvalidInput",
     "Level",
@@ -66,20 +77,27 @@ __all__ = [
     "NetworkError",
     "OperationFailed",
     "PortInUse",
+    "QRServer",
     "Query",
     "RemoteNode",
     "RetrieveMethod",
     "RetrieveOutcome",
     "RetrieveProgress",
     "RetrieveState",
+    "SendOutcome",
+    "SendProgress",
+    "SendState",
     "StorageServer",
     "WorkstationError",
     "describe_status",
     "echo",
+    "export_instances",
     "find",
     "get",
+    "import_paths",
     "move",
     "retry",
+    "send",
 ]
 
 if TYPE_CHECKING:
@@ -88,6 +106,7 @@ if TYPE_CHECKING:
     from workstation.dimse.find import FindResults, find
     from workstation.dimse.outcome import RetrieveOutcome, RetrieveProgress, RetrieveState
     from workstation.dimse.retrieve import get, move, retry
+    from workstation.dimse.send import SendOutcome, SendProgress, SendState, send
     from workstation.dimse.status import describe as describe_status
     from workstation.dimse.storage import StorageServer
     from workstation.errors import (
@@ -101,9 +120,12 @@ if TYPE_CHECKING:
         PortInUse,
         WorkstationError,
     )
+    from workstation.export import ExportReport, export_instances
     from workstation.nodes import LocalAE, RemoteNode, RetrieveMethod
     from workstation.query import InformationModel, Level, Query
+    from workstation.serve import QRServer
     from workstation.store import LocalStore
+    from workstation.store.importer import ImportReport, import_paths
 
 
 def __getattr__(name: str) -> Any:

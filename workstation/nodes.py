@@ -10,6 +10,8 @@ from workstation.errors import InvalidInput
 
 DEFAULT_AE_TITLE = "WORKSTATION"
 DEFAULT_STORE_PORT = 11113
+#: Where ``workstation serve`` (our Q/R SCP) listens by default.
+DEFAULT_SERVE_PORT = 11114
 
 _AE_CHARS = re.compile(r"^[\x20-\x7e]{1,16}$")
 

@@ -688,9 +688,12 @@ _NUMBER_VRS = frozenset({"IS", "DS"}) | _INT_VRS | _FLOAT_VRS
 _UNMATCHED_VRS = _BINARY_VRS | {"AT", "SQ"}
 
 
-def _normalise(text: str, accents: bool = True) -> str:
-    """Case folded, ``^`` read as a space, runs of spaces as one; accents stripped if asked."""
-    if text.isascii():  # the usual value: nothing to decompose
+def _normalise(text: str, accents: bool = True, ignore_case: bool = True) -> str:
+    """Case folded (unless ``ignore_case`` is False), ``^`` read as a space, runs of spaces as
+    one; accents stripped if asked."""
+    if not ignore_case:
+        folded = unicodedata.normalize("NFC", text)
+    elif text.isascii():  # the usual value: nothing to decompose
         folded = text.lower()
     elif accents:
         decomposed = unicodedata.normalize("NFKD", text)
@@ -722,7 +725,9 @@ def matches_pattern(value: str, pattern: str, *, accents: bool = True) -> bool:
     return any(_wildcard_regex(p).fullmatch(v) for p in patterns if p for v in values)
 
 
-def matches_value(vr: str, pattern: str, value: str, *, accents: bool = True) -> bool:
+def matches_value(
+    vr: str, pattern: str, value: str, *, accents: bool = True, ignore_case: bool = True
+) -> bool:
     """Whether ``value`` (of VR ``vr``) satisfies the matching key value ``pattern``.
 
     PS3.4 C.2.2.2: universal matching (empty or ``*``), UID list matching (exact, any of a
@@ -731,6 +736,8 @@ def matches_value(vr: str, pattern: str, value: str, *, accents: bool = True) ->
     :func:`matches_pattern` (a PN also matches by each of its component groups, ``=``). A
     multi-valued ``value`` matches when one of its values does. Binary VRs, AT and sequences
     are not compared (True). Raises :class:`InvalidInput` for a malformed range.
+    ``ignore_case=False`` compares text case-sensitively (and keeps accents), as a Q/R SCP
+    matches attributes other than PN (PS3.4 C.2.2.2.1).
     """
     single = vr in _SINGLE_VALUED
     patterns = [pattern.strip()] if single else [p.strip() for p in pattern.split("\\")]
@@ -745,19 +752,19 @@ def matches_value(vr: str, pattern: str, value: str, *, accents: bool = True) ->
         elif vr in _NUMBER_VRS:
             hit = any(_matches_number(wanted, v) for v in values)
         else:
-            regex = _text_regex(wanted, accents)
+            regex = _text_regex(wanted, accents, ignore_case)
             texts = values
             if vr == "PN":
                 texts = [*values, *(g for v in values if "=" in v for g in v.split("=") if g)]
-            hit = any(regex.fullmatch(_normalise(t, accents)) for t in texts)
+            hit = any(regex.fullmatch(_normalise(t, accents, ignore_case)) for t in texts)
         if hit:
             return True
     return False
 
 
 @lru_cache(maxsize=512)
-def _text_regex(pattern: str, accents: bool) -> re.Pattern[str]:
-    return _wildcard_regex(_normalise(pattern, accents))
+def _text_regex(pattern: str, accents: bool, ignore_case: bool = True) -> re.Pattern[str]:
+    return _wildcard_regex(_normalise(pattern, accents, ignore_case))
 
 
 @lru_cache(maxsize=512)

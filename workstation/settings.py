@@ -19,7 +19,13 @@ from typing import Any
 import platformdirs
 
 from workstation.errors import InvalidInput
-from workstation.nodes import DEFAULT_AE_TITLE, DEFAULT_STORE_PORT, LocalAE, RemoteNode
+from workstation.nodes import (
+    DEFAULT_AE_TITLE,
+    DEFAULT_SERVE_PORT,
+    DEFAULT_STORE_PORT,
+    LocalAE,
+    RemoteNode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,20 @@ class Settings:
     #: Seconds without a C-STORE after which a retrieve stops waiting for missing instances.
     retrieve_idle_timeout: float = 30.0
     nodes: dict[str, RemoteNode] = field(default_factory=dict)
+    #: The window serves the local store as a Q/R SCP (``workstation serve``), on
+    #: ``serve_port`` with our AE title, bound like the storage SCP (``store_bind``).
+    serve_enabled: bool = False
+    serve_port: int = DEFAULT_SERVE_PORT
+    #: "Open with ▸ name" in the Local store: name → command, e.g. ``"Weasis": "weasis
+    #: {folder}"``; ``{folder}`` becomes the study or series folder (appended when absent).
+    external_viewers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def serve_callers(self) -> list[str]:
+        """Who may query and retrieve from our Q/R SCP: the allowed callers and the AE
+        titles of the saved nodes."""
+        titles = [*self.allowed_callers, *(node.ae_title for node in self.nodes.values())]
+        return list(dict.fromkeys(titles))
 
     @property
     def local_ae(self) -> LocalAE:

@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from workstation.cli.argtypes import seconds
 from workstation.errors import InvalidInput, WorkstationError
+from workstation.resources import version_line
 
 log = logging.getLogger("workstation")
 
@@ -44,7 +45,7 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from workstation.cli import node_cmds, query_cmds, retrieve_cmds
+    from workstation.cli import io_cmds, node_cmds, query_cmds, retrieve_cmds, send_cmds, serve_cmds
 
     parser = _Parser(
         prog="workstation",
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo", action="store_true", help="open the window on the built-in demo archive"
     )
+    parser.add_argument("--version", action="version", version=version_line())
     _add_common(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -84,7 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     retrieve_cmds.add_store_scp_arguments(p)
     p.set_defaults(func=retrieve_cmds.run_store_scp)
 
+    p = sub.add_parser("send", help="send files, or studies/series of the local store (C-STORE)")
+    _add_target(p)
+    _add_common(p)
+    send_cmds.add_send_arguments(p)
+    p.set_defaults(func=send_cmds.run_send)
+
     node_cmds.add_parser(sub, _add_common)
+    serve_cmds.add_parser(sub, _add_common)
+    io_cmds.add_parsers(sub, _add_common)
     return parser
 
 

@@ -374,15 +374,25 @@ def demo_archive(
     ae_title: str = "DEMO",
     port: int = 0,
     today: dt.date | None = None,
+    realistic: bool = False,
 ) -> DemoArchive:
     """The demo content (``generate_archive(seed)`` plus studies of today and yesterday).
 
     The DemoArchive is not started; its ``archive`` attribute is the generated
     :class:`~workstation.demo.generator.Archive`, from which expected results can be computed.
+    ``realistic`` (the window's ``--demo``) makes the images 256 × 256 anatomical phantoms
+    (:data:`REALISTIC_SIZE`) instead of 16 × 16 test patterns; the studies are the same.
     """
-    return DemoArchive(
-        with_recent_studies(generate_archive(seed), today), ae_title=ae_title, port=port
+    content = (
+        generate_archive(seed, rows=REALISTIC_SIZE, columns=REALISTIC_SIZE, realistic=True)
+        if realistic
+        else generate_archive(seed)
     )
+    return DemoArchive(with_recent_studies(content, today), ae_title=ae_title, port=port)
+
+
+#: Rows and columns of the images of ``demo_archive(realistic=True)``.
+REALISTIC_SIZE = 256
 
 
 __all__ = ["DemoArchive", "demo_archive", "with_recent_studies"]

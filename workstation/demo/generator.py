@@ -4,7 +4,9 @@ Everything derives from ``random.Random(seed)`` and seeded UID hashes, so the sa
 gives the same patients, studies, UIDs and pixels. The :class:`Archive` describes the content
 with plain ``str`` attributes named after their DICOM keywords, so a test can compute exactly
 which studies a query should match; :meth:`Archive.datasets` and :meth:`Archive.write` turn it
-into valid Part-10 files (Explicit VR Little Endian, 12-bit MONOCHROME2 pixels).
+into valid Part-10 files (Explicit VR Little Endian, 12-bit MONOCHROME2 pixels). An archive
+made with ``realistic=True`` (the window's demo) has images a clinician recognises instead
+(:mod:`workstation.demo.phantoms`): CT in HU, MR, CR, DX and US of the series' body part.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from pydicom.uid import (
     UltrasoundImageStorage,
     generate_uid,
 )
+
+from workstation.demo.phantoms import phantom
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +170,8 @@ class Archive:
     studies: tuple[StudyInfo, ...]
     rows: int = 16
     columns: int = 16
+    #: Anatomical phantoms (``workstation.demo.phantoms``) instead of the test pattern.
+    realistic: bool = False
 
     @cached_property
     def _by_uid(self) -> dict[str, StudyInfo]:
@@ -192,14 +198,14 @@ class Archive:
 
     def dataset(self, ref: InstanceRef) -> Dataset:
         """The full Part-10 dataset (with ``file_meta``) of one instance."""
-        return _build_dataset(ref, self.rows, self.columns)
+        return _build_dataset(ref, self.rows, self.columns, self.realistic)
 
     def datasets(
         self, studies: Iterable[StudyInfo | str] | None = None
     ) -> Iterator[tuple[str, Dataset]]:
         """Yield ``(relative path, dataset)``, the path as ``PatientID/StudyUID/SOPUID.dcm``."""
         for ref in self.all_instances(studies):
-            yield _path_hint(ref), _build_dataset(ref, self.rows, self.columns)
+            yield _path_hint(ref), _build_dataset(ref, self.rows, self.columns, self.realistic)
 
     def write(
         self, folder: str | Path, studies: Iterable[StudyInfo | str] | None = None
@@ -213,7 +219,7 @@ class Archive:
             if path.parent not in made:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 made.add(path.parent)
-            path.write_bytes(_encode_file(ref, self.rows, self.columns))
+            path.write_bytes(_encode_file(ref, self.rows, self.columns, self.realistic))
             paths.append(path)
         log.debug("wrote %d files below %s", len(paths), root)
         return paths
@@ -312,10 +318,12 @@ def generate_archive(
     instances_per_series: tuple[int, int] = (1, 6),
     rows: int = 16,
     columns: int = 16,
+    realistic: bool = False,
 ) -> Archive:
     """A small realistic archive; the first eight patients carry the tricky names.
 
-    Ranges are inclusive ``(low, high)``. Patient IDs are ``TB1-000001``...
+    Ranges are inclusive ``(low, high)``. Patient IDs are ``TB1-000001``... ``realistic``
+    gives anatomical phantoms (use 256 × 256 or more) instead of the test pattern.
     """
     rng = random.Random(seed)
     people = _make_patients(rng, patients, "TB1")
@@ -326,7 +334,7 @@ def generate_archive(
                 rng.randint(*instances_per_series) for _ in range(rng.randint(*series_per_study))
             ]
             studies.append(_make_study(rng, seed, "archive", len(studies), patient, counts))
-    return Archive(seed, tuple(people), tuple(studies), rows, columns)
+    return Archive(seed, tuple(people), tuple(studies), rows, columns, realistic)
 
 
 def generate_bulk(
@@ -371,7 +379,7 @@ def _tag(keyword: str) -> int:
     return tag
 
 
-def _elements(ref: InstanceRef, rows: int, columns: int) -> list[_Element]:
+def _elements(ref: InstanceRef, rows: int, columns: int, realistic: bool) -> list[_Element]:
     """The instance's data elements as ``(tag, VR, value)``, sorted by tag."""
     study, series, instance, number = ref
     modality = series.Modality
@@ -425,11 +433,40 @@ def _elements(ref: InstanceRef, rows: int, columns: int) -> list[_Element]:
         values += [("RescaleIntercept", "DS", -1024), ("RescaleSlope", "DS", 1)]
     if modality == "DX":
         values.append(("PresentationIntentType", "CS", "FOR PRESENTATION"))
-    # The UID's last digits vary the pattern from image to image without any randomness.
-    offset = int(instance.SOPInstanceUID[-6:]) % 4096
-    pixels = ((_pixel_base(rows, columns) + offset) % 4096).astype("<u2").tobytes()
-    values.append(("PixelData", "OW", pixels))
+    if realistic:
+        values = _with_phantom(values, ref, rows, columns)
+    else:
+        # The UID's last digits vary the pattern from image to image without any randomness.
+        offset = int(instance.SOPInstanceUID[-6:]) % 4096
+        pixels = ((_pixel_base(rows, columns) + offset) % 4096).astype("<u2").tobytes()
+        values.append(("PixelData", "OW", pixels))
     return sorted((_tag(keyword), vr, value) for keyword, vr, value in values)
+
+
+def _with_phantom(
+    values: list[tuple[str, str, object]], ref: InstanceRef, rows: int, columns: int
+) -> list[tuple[str, str, object]]:
+    """``values`` with the pixels, photometric, bits and window of the series' phantom."""
+    series = ref.series
+    image = phantom(
+        series.Modality,
+        series.BodyPartExamined,
+        series.SeriesDescription,
+        ref.InstanceNumber - 1,
+        len(series.instances),
+        rows,
+        columns,
+    )
+    replaced = {
+        "PhotometricInterpretation": image.photometric,
+        "BitsStored": image.bits_stored,
+        "HighBit": image.bits_stored - 1,
+        "WindowCenter": image.window_center,
+        "WindowWidth": image.window_width,
+    }
+    out = [(k, vr, replaced.get(k, v)) for k, vr, v in values]
+    out.append(("PixelData", "OW", image.pixels.astype("<u2").tobytes()))
+    return out
 
 
 def _meta_elements(instance: InstanceInfo) -> list[_Element]:
@@ -443,9 +480,9 @@ def _meta_elements(instance: InstanceInfo) -> list[_Element]:
     ]
 
 
-def _build_dataset(ref: InstanceRef, rows: int, columns: int) -> Dataset:
+def _build_dataset(ref: InstanceRef, rows: int, columns: int, realistic: bool = False) -> Dataset:
     ds = Dataset()
-    for tag, vr, value in _elements(ref, rows, columns):
+    for tag, vr, value in _elements(ref, rows, columns, realistic):
         ds.add_new(tag, vr, value)
     meta = FileMetaDataset()
     for tag, vr, value in _meta_elements(ref.instance):
@@ -478,9 +515,9 @@ def _encode(elements: list[_Element]) -> bytes:
     return bytes(out)
 
 
-def _encode_file(ref: InstanceRef, rows: int, columns: int) -> bytes:
+def _encode_file(ref: InstanceRef, rows: int, columns: int, realistic: bool = False) -> bytes:
     """A complete Part-10 file, as pydicom would write it, about ten times faster."""
     meta = _encode(_meta_elements(ref.instance))
     group_length = struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(meta))
-    body = _encode(_elements(ref, rows, columns))
+    body = _encode(_elements(ref, rows, columns, realistic))
     return b"\0" * 128 + b"DICM" + group_length + meta + body

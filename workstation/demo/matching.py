@@ -103,12 +103,14 @@ def _strings(value: object) -> tuple[str, ...]:
     return (str(value),)
 
 
-def match_one(vr: str, query: str, values: tuple[str, ...]) -> bool:
+def match_one(vr: str, query: str, values: tuple[str, ...], *, ignore_case: bool = True) -> bool:
     """Whether one query value (no backslash) matches any of an entity's ``values``.
 
     :func:`workstation.query.matches_value` without accent folding: text matches ignoring
     case, as Orthanc matches names, but ``Muller`` does not match ``Müller`` (no PACS we
     know of promises that; the window asks with ``M*LL*`` and refines on its side).
+    ``ignore_case=False`` matches text case-sensitively (the local store's Q/R SCP does so
+    for every VR but PN, as Orthanc does).
     """
     query = query.strip()
     if not query or query == "*":
@@ -116,14 +118,19 @@ def match_one(vr: str, query: str, values: tuple[str, ...]) -> bool:
     if not values:
         return False
     try:
-        return any(matches_value(vr, query, value, accents=False) for value in values)
+        return any(
+            matches_value(vr, query, value, accents=False, ignore_case=ignore_case)
+            for value in values
+        )
     except InvalidInput as exc:
         raise QueryError(str(exc)) from None
 
 
-def matches(vr: str, query: tuple[str, ...], values: tuple[str, ...]) -> bool:
+def matches(
+    vr: str, query: tuple[str, ...], values: tuple[str, ...], *, ignore_case: bool = True
+) -> bool:
     """Whether a (possibly multi-valued, OR-ed) query key matches an entity's values."""
-    return not query or any(match_one(vr, q, values) for q in query)
+    return not query or any(match_one(vr, q, values, ignore_case=ignore_case) for q in query)
 
 
 @dataclass
@@ -169,6 +176,16 @@ class _Key:
     keyword: str
     vr: str
     query: tuple[str, ...]
+
+
+#: One key of a C-FIND or retrieve Identifier (public name, for the local store's Q/R SCP).
+Key = _Key
+
+
+def identifier_keys(identifier: Dataset) -> list[Key]:
+    """The keys of an Identifier: tag, keyword, VR and matching values (none for keys that
+    are not matched: sequences, QueryRetrieveLevel, counts...), as the demo matches them."""
+    return Catalogue._keys(identifier)
 
 
 class Catalogue:

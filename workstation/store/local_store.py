@@ -62,11 +62,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workstation.errors import InvalidInput, StoreError, StoreUnusable
 from workstation.store.batch import CommitResult
 from workstation.store.header import read_header
-from workstation.store.importer import ImportReport
+from workstation.store.importer import ImportProgressCallback, ImportReport
 from workstation.store.index import StoreIndex
 from workstation.store.layout import (
     instance_path,
@@ -88,6 +89,9 @@ from workstation.store.writer import (
     temp_path,
     write_atomic,
 )
+
+if TYPE_CHECKING:
+    from workstation.cancel import CancelToken
 
 log = logging.getLogger(__name__)
 
@@ -195,12 +199,18 @@ class LocalStore:
         it to :meth:`store_file` when complete. Start-up removes any left there."""
         return temp_path(self.root)
 
-    def import_path(self, path: str | os.PathLike[str]) -> ImportReport:
-        """Copy a file or, recursively, a folder into the store; non-DICOM files are skipped
-        (see :func:`workstation.store.importer.import_path`)."""
+    def import_path(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        progress: ImportProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ImportReport:
+        """Copy a file, a folder (recursively), a DICOMDIR medium or a ZIP file into the
+        store; non-DICOM files are skipped (see :mod:`workstation.store.importer`)."""
         from workstation.store.importer import import_path
 
-        return import_path(self, path)
+        return import_path(self, path, progress=progress, cancel=cancel)
 
     def _store(
         self,

@@ -8,6 +8,7 @@ count as spaces, so ``müller jürgen`` finds ``Müller^Jürgen``.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -106,6 +107,11 @@ class IndexQueries:
             args,
         )
         return [_study(row) for row in rows]
+
+    def read(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        """Run one read-only statement on this thread's connection (the Q/R SCP's queries,
+        :mod:`workstation.serve.catalogue`); the connection refuses writes."""
+        return self._reader().execute(sql, params)
 
     def study(self, study_uid: str) -> StudyEntry | None:
         rows = self._reader().execute(f"{_STUDIES} WHERE s.study_uid = ?", (study_uid,))

@@ -23,8 +23,10 @@ from pathlib import Path
 import platformdirs
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from workstation import resources
 from workstation.errors import WorkstationError
 from workstation.logs import tame_warnings
+from workstation.ui.icons import app_icon
 from workstation.ui.main_window import MainWindow
 from workstation.ui.session import Session
 from workstation.ui.tasks import gui_loop
@@ -100,6 +102,9 @@ def _application() -> QApplication:
     app = QApplication(sys.argv[:1])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("workstation")
+    app.setApplicationVersion(resources.version())
+    app.setDesktopFileName("workstation")  # resources/workstation.desktop (Wayland, taskbars)
+    app.setWindowIcon(app_icon())
     return app
 
 

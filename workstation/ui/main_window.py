@@ -12,7 +12,7 @@ from typing import Any
 
 import shiboken6
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
@@ -32,12 +32,16 @@ from workstation.nodes import RemoteNode
 from workstation.results import StudyRow
 from workstation.ui.criteria import SearchCriteria
 from workstation.ui.failure_banner import FailureBanner
+from workstation.ui.help_menu import FileLocations, HelpMenu
+from workstation.ui.icons import app_icon, decorate_actions
+from workstation.ui.import_export import ImportExport
 from workstation.ui.local_tracker import LocalTracker
 from workstation.ui.log_pane import LogPane, install_log_handler
 from workstation.ui.nodes_dialog import NodesDialog
 from workstation.ui.query_panel import QueryPanel
 from workstation.ui.queue_view import QueueView
 from workstation.ui.retrieve_plan import RetrievePlan, plan_series, plan_studies
+from workstation.ui.send_status import SendStatus
 from workstation.ui.series_panel import SeriesPanel
 from workstation.ui.session import Session
 from workstation.ui.store_browser import StoreBrowser
@@ -60,6 +64,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.session = session
         self.setWindowTitle("DICOM Query/Retrieve")
+        self.setWindowIcon(app_icon())
         self.runner = TaskRunner(self)
         self.runner.failed.connect(self._task_failed)
         self._series_focus = False
@@ -77,10 +82,16 @@ class MainWindow(QMainWindow):
         self.series_panel = SeriesPanel(self.runner, session.store, session.settings.ae_title)
         self.queue_view = QueueView(session.queue, self.runner)
         self.store_browser = StoreBrowser(session.store, self.runner)
+        self.import_export = ImportExport(session.store, self.runner, self)
+        self.setAcceptDrops(True)  # files and folders dropped on the window are imported
+        self.store_browser.set_send_targets(lambda: sorted(session.nodes))
+        self.store_browser.set_external_viewers(lambda: self.session.settings.external_viewers)
+        self.send_status = SendStatus(session.store, self.runner, lambda: session.settings.ae_title)
         self.tracker = LocalTracker(session.store, self.study_model, self.runner, self)
         self._build_layout()
         self._build_log_dock()
         self._build_actions()
+        self._build_help()
         self._build_status_bar()
         self._connect()
 
@@ -168,6 +179,13 @@ class MainWindow(QMainWindow):
         self.stop_action.setEnabled(False)
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
+        self.import_folder_action = file_menu.addAction(
+            "Import Folder, CD or USB Stick…", self.import_export.choose_folder
+        )
+        self.import_files_action = file_menu.addAction(
+            "Import Files, ZIP or DICOMDIR…", self.import_export.choose_files
+        )
+        file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         search_menu = menu.addMenu("&Search")
         for action in (self.find_action, self.search_action, self.stop_action, self.clear_action):
@@ -182,7 +200,7 @@ class MainWindow(QMainWindow):
         toolbar = QToolBar("Main")
         toolbar.setObjectName("mainToolbar")
         toolbar.setMovable(False)
-        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         for action in (self.retrieve_action, self.stop_action, self.clear_action):
             toolbar.addAction(action)
         toolbar.addSeparator()
@@ -192,6 +210,15 @@ class MainWindow(QMainWindow):
         toolbar.addAction(self.log_dock.toggleViewAction())
         self.addToolBar(toolbar)
 
+    def _build_help(self) -> None:
+        """The Help menu (last in the menu bar), and icons on the actions that call for one."""
+        from workstation.settings import settings_path
+        from workstation.ui.app import log_dir  # app imports this module
+
+        files = FileLocations(self.session.store.root, log_dir(), settings_path())
+        self.help_menu = HelpMenu(self, files)
+        decorate_actions(self)
+
     def _build_status_bar(self) -> None:
         self.status_label = QLabel("Ready")
         self.scp_label = QLabel(self.session.scp_status)
@@ -200,7 +227,15 @@ class MainWindow(QMainWindow):
             "Our storage SCP: where C-MOVE retrieves and pushes from other systems arrive"
         )
         self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.send_status)
         self.statusBar().addPermanentWidget(self.scp_label)
+        if self.session.settings.serve_enabled:  # Nodes → Local AE → Serve the local store
+            self.serve_label = QLabel(self.session.serve_status)
+            self.serve_label.setStyleSheet(_OK if self.session.serve is not None else _BAD)
+            self.serve_label.setToolTip(
+                "Our Q/R SCP: other workstations and viewers query and retrieve the local store"
+            )
+            self.statusBar().addPermanentWidget(self.serve_label)
 
     def _connect(self) -> None:
         panel = self.query_panel
@@ -222,7 +257,13 @@ class MainWindow(QMainWindow):
         self.tracker.stored.connect(self._stored)
         self.queue_view.job_finished.connect(lambda uid: self.tracker.recount([uid]))
         self.queue_view.open_requested.connect(self.show_in_store)
+        self.queue_view.open_requested.connect(self.store_browser.open_study_viewer)
         self.store_browser.message.connect(self.statusBar().showMessage)
+        self.import_export.message.connect(self.statusBar().showMessage)
+        self.import_export.imported.connect(self._imported)
+        self.store_browser.export_requested.connect(self.import_export.ask_export)
+        self.store_browser.send_requested.connect(self.send_from_store)
+        self.send_status.message.connect(self.statusBar().showMessage)
 
     def _splitters(self) -> dict[str, QSplitter]:
         return {"main": self.main_splitter, "results": self.results_splitter}
@@ -351,10 +392,38 @@ class MainWindow(QMainWindow):
         if any(s.study_uid == self.series_panel.study_uid for s in stored):
             self.series_panel.refresh_local()
 
+    def _imported(self, report: Any) -> None:
+        """An import ended: show the Local store tab, refreshed, when it brought something."""
+        self.store_browser.refresh()
+        if report.stored:
+            self.tabs.setCurrentWidget(self.store_browser)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        """Files and folders from the file manager may be dropped to import them."""
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        if urls and all(url.isLocalFile() for url in urls):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.import_export.start_import(paths)
+
     def show_in_store(self, study_uid: str) -> None:
         self.tabs.setCurrentWidget(self.store_browser)
         self.store_browser.refresh()
         self.store_browser.select_study(study_uid)
+
+    def send_from_store(self, node_name: str, study_uid: str, series_uid: str = "") -> None:
+        """Send a study (or one of its series) of the local store to a node, in a worker."""
+        node = self.session.node(node_name)
+        if node is None:
+            self.statusBar().showMessage(f"No node named {node_name}", 5000)
+            return
+        self.send_status.send(node, study_uid=study_uid, series_uid=series_uid or None)
 
     # -- nodes ---------------------------------------------------------------------------------
 
@@ -373,10 +442,11 @@ class MainWindow(QMainWindow):
         new = dialog.settings()
         self.session.settings = new
         self.query_panel.set_nodes(sorted(self.session.nodes))
-        if new.local_ae != old.local_ae or new.store_dir != old.store_dir:
+        serving = (new.serve_enabled, new.serve_port) != (old.serve_enabled, old.serve_port)
+        if new.local_ae != old.local_ae or new.store_dir != old.store_dir or serving:
             QMessageBox.information(
-                self, "Restart needed", "The new local AE, port or store folder apply at the "
-                "next start of the workstation.",
+                self, "Restart needed", "The new local AE, ports, serving or store folder apply "
+                "at the next start of the workstation.",
             )  # fmt: skip
 
     def verify_nodes(self) -> None:

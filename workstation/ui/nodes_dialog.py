@@ -233,7 +233,25 @@ class NodesDialog(QDialog):
         self.callers_edit = QLineEdit(", ".join(current.allowed_callers))
         self.callers_edit.setPlaceholderText("empty: accept every caller")
         self.local_error = _message_label()
-        for edit in (self.local_ae_edit, self.store_port_edit, self.callers_edit):
+        # Serving the store to other nodes (workstation serve), on its own port.
+        self.serve_check = QCheckBox("Serve the local store (Q/R SCP) on port")
+        self.serve_check.setChecked(current.serve_enabled)
+        self.serve_check.setToolTip(
+            "Other workstations and viewers (the saved nodes and the allowed calling AE titles) "
+            "may query and retrieve from the local store (C-FIND, C-MOVE to saved nodes, C-GET)"
+        )
+        self.serve_port_edit = QLineEdit(str(current.serve_port))
+        self.serve_port_edit.setMaximumWidth(90)
+        serve = QHBoxLayout()
+        serve.addWidget(self.serve_check)
+        serve.addWidget(self.serve_port_edit)
+        serve.addStretch(1)
+        for edit in (
+            self.local_ae_edit,
+            self.store_port_edit,
+            self.callers_edit,
+            self.serve_port_edit,
+        ):
             edit.textEdited.connect(self._local_edited)
 
         form = QFormLayout()
@@ -241,6 +259,7 @@ class NodesDialog(QDialog):
         form.addRow("Storage port", self.store_port_edit)
         form.addRow("Store folder", folder)
         form.addRow("Allowed calling AE titles", self.callers_edit)
+        form.addRow("Serving", serve)
         hint = QLabel(
             "The PACS must know our AE title, this computer's address and the storage port to "
             "send retrieved images (C-MOVE). Separate allowed AE titles with commas."
@@ -404,11 +423,16 @@ class NodesDialog(QDialog):
         folder = self.store_dir_edit.text().strip()
         if not folder:
             raise InvalidInput("choose a store folder")
+        serve_port = LocalAE(local.ae_title, self.serve_port_edit.text()).port  # type: ignore[arg-type]
+        if not serve_port:
+            raise InvalidInput("give the port to serve the local store on (e.g. 11114)")
         return {
             "ae_title": local.ae_title,
             "store_port": local.port,
             "store_dir": folder,
             "allowed_callers": callers,
+            "serve_enabled": self.serve_check.isChecked(),
+            "serve_port": serve_port,
         }
 
     def build_settings(self) -> Settings:

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from workstation import settings as settings_module
 from workstation.demo.archive import DemoArchive, demo_archive
 from workstation.dimse.storage import StorageServer
-from workstation.errors import PortInUse
+from workstation.errors import InvalidInput, PortInUse
 from workstation.jobs import RetrieveJob, RetrieveQueue
 from workstation.nodes import LocalAE, RemoteNode, RetrieveMethod
+from workstation.serve import QRServer
 from workstation.settings import Settings
 from workstation.store import LocalStore, StoredInstance
 
@@ -58,6 +59,10 @@ class Session:
     _job_listeners: list[JobListener] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False
+    #: The Q/R SCP serving the store to other nodes (settings' serve_enabled), when running.
+    serve: QRServer | None = None
+    #: "serving the store as WORKSTATION@0.0.0.0:11114", "off", or why it did not start.
+    serve_status: str = "off"
 
     @classmethod
     def open(cls, *, demo: bool = False, settings: Settings | None = None) -> Session:
@@ -87,7 +92,33 @@ class Session:
             raise
         session = cls(prefs, store, scp, queue, status, demo_requested=demo)
         queue_holder.append(session)
+        session._start_serve()
         return session
+
+    def _start_serve(self) -> None:
+        """Serve the store (Q/R SCP) when the settings say so; a failure is not fatal.
+
+        C-MOVE destinations are the saved nodes as they are at each request; the callers
+        allowed are the allowed callers and saved nodes at start.
+        """
+        prefs = self.settings
+        if not prefs.serve_enabled:
+            return
+        try:
+            server = QRServer(
+                self.store,
+                ae_title=prefs.ae_title,
+                port=prefs.serve_port,
+                bind=prefs.store_bind,
+                destinations=lambda: list(self.settings.nodes.values()),
+                allowed_callers=prefs.serve_callers,
+            ).start()
+        except (PortInUse, InvalidInput) as exc:
+            log.warning("the store is not served: %s", exc)
+            self.serve_status = f"not serving the store: {exc}"
+            return
+        self.serve = server
+        self.serve_status = f"serving the store as {server}"
 
     # -- nodes -----------------------------------------------------------------------------
 
@@ -105,7 +136,7 @@ class Session:
         The archive learns our AE as a C-MOVE destination on 127.0.0.1 and our SCP's port;
         when the SCP could not start, the node retrieves by C-GET instead.
         """
-        archive = demo_archive(port=0).start()
+        archive = demo_archive(port=0, realistic=True).start()
         method = RetrieveMethod.MOVE if self.scp.running else RetrieveMethod.GET
         if self.scp.running:
             archive.add_destination(self.scp.ae_title, "127.0.0.1", self.scp.port)
@@ -156,6 +187,11 @@ class Session:
             log.exception("the retrieve queue did not shut down cleanly")
         if self.demo is not None:
             self.demo.stop()
+        if self.serve is not None:
+            try:
+                self.serve.stop()
+            except Exception:
+                log.exception("the Q/R SCP did not stop cleanly")
         try:
             self.scp.stop()
         except Exception:

@@ -62,6 +62,9 @@ from workstation.ui.store_model import (
 )
 from workstation.ui.table_view import TableView
 from workstation.ui.tasks import TaskRunner, describe_error
+from workstation.ui.viewer import ViewerWindow
+from workstation.ui.viewer.external import launch, viewer_commands
+from workstation.ui.viewer.thumbnails import SeriesStrip
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,10 @@ class StoreBrowser(QWidget):
     """
 
     message = Signal(str)
+    #: "Send to ▸ node": (node name, study UID, series UID or "" for the whole study).
+    send_requested = Signal(str, str, str)
+    #: "Export…": (study UID, series UID or "" for the whole study, what it is in words).
+    export_requested = Signal(str, str, str)
 
     def __init__(
         self, store: LocalStore, tasks: TaskRunner | None = None, parent: QWidget | None = None
@@ -127,6 +134,8 @@ class StoreBrowser(QWidget):
         self._previewed: tuple[str, int] | bool | None = None
         self._busy = False
         self._cascading = False
+        self._send_targets: Callable[[], Sequence[str]] = list  # node names for "Send to"
+        self._external_viewers: Callable[[], object] = dict  # the external_viewers setting
 
         self.patients = PatientTableModel(self)
         self.studies = StudyTableModel(self)
@@ -136,6 +145,7 @@ class StoreBrowser(QWidget):
         self.study_view = _table(self.studies, 1, 0, descending)
         self.series_view = _table(self.series, 2, 0, ascending)
         self.preview = PreviewWidget(self)
+        self.thumbnails = SeriesStrip(self)  # the study's series; double-click opens the viewer
 
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter: patient name, ID, accession, description…")
@@ -156,7 +166,12 @@ class StoreBrowser(QWidget):
 
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(_pane("Series", self.series_view))
-        right.addWidget(_pane("Preview", self.preview))
+        preview_area = QWidget()
+        preview_layout = QVBoxLayout(preview_area)
+        preview_layout.setContentsMargins(0, 0, 0, 0)
+        preview_layout.addWidget(self.thumbnails)
+        preview_layout.addWidget(self.preview, 1)
+        right.addWidget(_pane("Preview", preview_area))
         right.setSizes([180, 420])
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(_pane("Patients", self.patient_view))
@@ -176,6 +191,11 @@ class StoreBrowser(QWidget):
         for level, view in enumerate((self.patient_view, self.study_view, self.series_view), 1):
             view.selectionModel().selectionChanged.connect(partial(self._selection_changed, level))
         self.open_button.clicked.connect(self.open_containing_folder)
+        self.series_view.doubleClicked.connect(lambda _index: self.open_viewer())
+        self.thumbnails.series_chosen.connect(
+            lambda uid: _select(self.series_view, self.series, uid)
+        )
+        self.thumbnails.series_opened.connect(self.open_viewer)
         self.delete_study_button.clicked.connect(self.delete_selected_study)
         self.delete_series_button.clicked.connect(self.delete_selected_series)
         for view, label, action in (
@@ -317,6 +337,7 @@ class StoreBrowser(QWidget):
         study = self.selected_study()
         series = self._store.index.series(study.study_uid) if study is not None else []
         self.series.set_entries(series)
+        self.thumbnails.set_series(self._store, series)
         if self.selected_series() is None and series:
             _select_first(self.series_view)
 
@@ -330,6 +351,7 @@ class StoreBrowser(QWidget):
         if series is None:
             self.preview.clear(EMPTY_STORE if empty else NO_IMAGE)
             return
+        self.thumbnails.select_series(series.series_uid)
         index, root, series_uid = self._store.index, self._store.root, series.series_uid
 
         def middle_image(_context: object) -> tuple[Path | None, str]:
@@ -436,16 +458,93 @@ class StoreBrowser(QWidget):
             failure=failed,
         )
 
+    def set_send_targets(self, names: Callable[[], Sequence[str]]) -> None:
+        """Where the node names of the "Send to" menus come from (read when a menu opens)."""
+        self._send_targets = names
+
+    def export_selected(self, *, series: bool = False) -> None:
+        """Ask (``export_requested``) to export the selected study, or its selected series."""
+        study = self.selected_study()
+        chosen = self.selected_series() if series else None
+        if study is None or (series and chosen is None):
+            return
+        what = f"series “{chosen.series_description}”" if chosen else "study"
+        self.export_requested.emit(study.study_uid, chosen.series_uid if chosen else "", what)
+
+    def send_selected(self, node_name: str, *, series: bool = False) -> None:
+        """Ask (``send_requested``) to send the selected study, or its selected series."""
+        study = self.selected_study()
+        chosen = self.selected_series() if series else None
+        if study is None or (series and chosen is None):
+            return
+        self.send_requested.emit(node_name, study.study_uid, chosen.series_uid if chosen else "")
+
+    def open_viewer(self, series_uid: str | None = None) -> ViewerWindow | None:
+        """Open the viewer on ``series_uid`` (default: the selected series) of the selected
+        study; returns the viewer window (None when nothing is selected)."""
+        study = self.selected_study()
+        chosen = series_uid or (s.series_uid if (s := self.selected_series()) else None)
+        if study is None:
+            return None
+        return self.open_study_viewer(study.study_uid, chosen)
+
+    def open_study_viewer(self, study_uid: str, series_uid: str | None = None) -> ViewerWindow:
+        """Open the viewer on a stored study, at ``series_uid`` or its first series."""
+        viewer = ViewerWindow(self._store, study_uid, series_uid, parent=self)
+        viewer.show()
+        viewer.raise_()
+        viewer.activateWindow()
+        return viewer
+
+    def set_external_viewers(self, viewers: Callable[[], object]) -> None:
+        """Where "Open with" finds the ``external_viewers`` setting (read when a menu opens)."""
+        self._external_viewers = viewers
+
+    def open_with(self, name: str, *, series: bool = True) -> str:
+        """Start the external viewer ``name`` on the selected series' folder (``series``) or
+        the selected study's; returns the status line (also sent on ``message``)."""
+        command = viewer_commands(self._external_viewers()).get(name)
+        study = self.selected_study()
+        folder = self._selected_folder()
+        if not series and study is not None and folder is not None:
+            folder = resolve_in_root(self._store.root, study_path(study.study_uid))
+        if command is None or folder is None:
+            return ""
+        text = launch(name, command, folder)
+        self.message.emit(text)
+        return text
+
+    def context_menu(self, view: QTableView, label: str, delete: Callable[[], None]) -> QMenu:
+        """The right-click menu of the study or series list."""
+        menu = QMenu(self)
+        series = view is self.series_view
+        menu.addAction("View", lambda: self.open_viewer())
+        open_with = menu.addMenu("Open with")
+        for name in viewer_commands(self._external_viewers()):
+            open_with.addAction(name, partial(self.open_with, name, series=series))
+        if open_with.isEmpty():
+            open_with.addAction(
+                "No viewer: add one under external_viewers in the settings file"
+            ).setEnabled(False)
+        menu.addAction("Open containing folder", self.open_containing_folder)
+        send_menu = menu.addMenu("Send to")
+        for name in self._send_targets():
+            send_menu.addAction(name, partial(self.send_selected, name, series=series))
+        if send_menu.isEmpty():
+            send_menu.addAction("No nodes: add one in Nodes…").setEnabled(False)
+        menu.addAction("Export…", partial(self.export_selected, series=series))
+        menu.addSeparator()
+        menu.addAction(label, delete).setEnabled(not self._busy)
+        return menu
+
     def _context_menu(
         self, view: QTableView, label: str, delete: Callable[[], None], pos: QPoint
     ) -> None:
         if not view.indexAt(pos).isValid():
             return
-        menu = QMenu(self)
-        menu.addAction("Open containing folder", self.open_containing_folder)
-        menu.addSeparator()
-        menu.addAction(label, delete).setEnabled(not self._busy)
+        menu = self.context_menu(view, label, delete)
         menu.exec(view.viewport().mapToGlobal(pos))
+        menu.deleteLater()
 
 
 def confirm_delete(parent: QWidget, title: str, text: str) -> bool:

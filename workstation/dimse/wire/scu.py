@@ -230,7 +230,9 @@ class LeanAssociation:
             raise ValueError(f"no accepted presentation context for {abstract}")
         return cid
 
-    def _send_message(self, cid: int, command_set: bytes, data: bytes | None = None) -> None:
+    def _send_message(
+        self, cid: int, command_set: bytes, data: bytes | memoryview | None = None
+    ) -> None:
         """Send one message. If the peer has gone (it aborted as our request left), the
         association ends here and the caller finds no response, as for an abort after it."""
         peer = self.negotiated.peer_max_pdu
@@ -475,7 +477,7 @@ class LeanAssociation:
         self,
         sop_class_uid: str,
         sop_instance_uid: str,
-        data_set: bytes,
+        data_set: bytes | memoryview,
         *,
         msg_id: int = 1,
         transfer_syntax: str | None = None,

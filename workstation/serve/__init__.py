@@ -1,0 +1,6 @@
+"""Serving the local store to other DICOM nodes: a Query/Retrieve SCP (``workstation serve``)."""
+
+from workstation.serve.catalogue import IndexCatalogue, Located
+from workstation.serve.scp import DEFAULT_SERVE_PORT, QRServer
+
+__all__ = ["DEFAULT_SERVE_PORT", "IndexCatalogue", "Located", "QRServer"]
