@@ -34,6 +34,7 @@ from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from workstation.ui.tasks import gui_loop, post
 from workstation.ui.thread_guard import check_gui_thread
+from workstation.ui.viewer.imaging import compression_name
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def _decode_failure(ds: Dataset, exc: Exception) -> str:
     if not ts or not ts.is_compressed:
         log.info("cannot decode pixel data: %s", exc)
         return f"Cannot decode the image: {exc}"
-    name = _compression_name(ts)
+    name = compression_name(ts)
     try:
         available = get_decoder(ts).is_available
     except Exception:  # no decoder class at all for this transfer syntax
@@ -108,23 +109,6 @@ def _decode_failure(ds: Dataset, exc: Exception) -> str:
         return f"Compressed ({name}) — no decoder installed; the file is stored intact"
     log.info("cannot decode %s pixel data: %s", name, exc)
     return f"Compressed ({name}) — the image could not be decoded; the file is stored intact"
-
-
-def _compression_name(ts: UID) -> str:
-    keyword = ts.keyword
-    for prefix, name in (
-        ("HTJPEG2000", "HTJ2K"),
-        ("JPEG2000", "JPEG 2000"),
-        ("JPEGLS", "JPEG-LS"),
-        ("JPEG", "JPEG"),
-        ("RLE", "RLE"),
-        ("Deflated", "Deflate"),
-        ("MPEG", "MPEG video"),
-        ("HEVC", "HEVC video"),
-    ):
-        if keyword.startswith(prefix):
-            return name
-    return ts.name or str(ts)
 
 
 def _to_8bit(arr: np.ndarray, ds: Dataset) -> np.ndarray:
