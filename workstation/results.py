@@ -218,6 +218,7 @@ class StudyRow:
     description: str = ""
     referring_physician: str = ""
     study_id: str = ""
+    institution: str = ""
     series_count: int | None = None
     instance_count: int | None = None
     sources: tuple[str, ...] = ()
@@ -240,6 +241,7 @@ class StudyRow:
             description=read.text("StudyDescription"),
             referring_physician=read.text("ReferringPhysicianName"),
             study_id=read.text("StudyID"),
+            institution=read.text("InstitutionName"),
             series_count=read.number("NumberOfStudyRelatedSeries"),
             instance_count=read.number("NumberOfStudyRelatedInstances"),
             sources=(source,),
@@ -267,6 +269,7 @@ class StudyRow:
                 "description",
                 "referring_physician",
                 "study_id",
+                "institution",
             ]
             if not getattr(self, name) and getattr(other, name)
         }

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
@@ -146,6 +147,25 @@ def name_spellings(pattern: str) -> list[str]:
     return list(dict.fromkeys(spellings))
 
 
+def birth_date_pattern(text: str) -> str:
+    """A birth date as typed (``1952-11-19``, ``19521119``, ``1950-01-01 - 1959-12-31``) as a
+    DA value or range; anything else is passed on for the query's own check to name."""
+    compact = "".join(text.split())
+    dashed = r"\d{4}-\d{2}-\d{2}"
+    if re.fullmatch(rf"({dashed})?(-|–)?({dashed})?", compact) and compact:
+        parts = re.findall(dashed, compact)
+        values = [p.replace("-", "") for p in parts]
+        if len(values) == 2:
+            return f"{values[0]}-{values[1]}"
+        if len(values) == 1:
+            if compact.startswith(parts[0]) and compact != parts[0]:
+                return f"{values[0]}-"
+            if compact.endswith(parts[0]) and compact != parts[0]:
+                return f"-{values[0]}"
+            return values[0]
+    return compact.replace("–", "-")
+
+
 @dataclass(frozen=True)
 class SearchCriteria:
     """The search form's values. ``first``/``last`` bound StudyDate (inclusive, ``None`` = open)."""
@@ -155,6 +175,9 @@ class SearchCriteria:
     accession: str = ""
     description: str = ""
     referring_physician: str = ""
+    #: The patient's birth date as typed: ``YYYYMMDD``, ``YYYY-MM-DD`` or a range of them.
+    birth_date: str = ""
+    institution: str = ""
     first: dt.date | None = None
     last: dt.date | None = None
     modalities: tuple[str, ...] = field(default=())
@@ -168,6 +191,8 @@ class SearchCriteria:
             self.accession,
             self.description,
             self.referring_physician,
+            self.birth_date,
+            self.institution,
         )
         return (
             not any(t.strip() for t in texts)
@@ -186,6 +211,8 @@ class SearchCriteria:
             "StudyDescription": substring_pattern(self.description),
             "ReferringPhysicianName": prefix_pattern(self.referring_physician),
             "StudyDate": date_range(self.first, self.last),
+            "PatientBirthDate": birth_date_pattern(self.birth_date),
+            "InstitutionName": substring_pattern(self.institution),
         }
         return {k: v for k, v in keys.items() if v}
 
@@ -211,6 +238,8 @@ class SearchCriteria:
             ("PN", row.referring_physician, prefix_pattern(self.referring_physician)),
             ("CS", "\\".join(row.modalities), "\\".join(self.modalities)),
             ("DA", row.study_date, date_range(self.first, self.last)),
+            ("DA", row.birth_date, birth_date_pattern(self.birth_date)),
+            ("LO", row.institution, substring_pattern(self.institution)),
         )
         for vr, value, pattern in checks:
             if not pattern or not value:

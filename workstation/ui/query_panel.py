@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from PySide6.QtCore import QDate, Qt, Signal
-from PySide6.QtGui import QAction
+from PySide6.QtCore import QDate, QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeyEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -35,7 +35,13 @@ _FIELD_TIPS = {
     "accession": "Accession number, matched exactly; use * for a wildcard.",
     "description": "Words in the study description (searched anywhere in it).",
     "referring": "Referring physician, family name first; a bare name matches its start.",
+    "birth_date": "Patient's birth date: 1952-11-19, or a range such as 1950-01-01 - 1959-12-31.",
+    "institution": "Words in the institution name (searched anywhere in it; not every PACS "
+    "answers on it).",
 }
+#: After a first search, a change of date preset or modality searches again after this delay
+#: (ms), so that ticking three boxes in a row sends one search, not three.
+RESEARCH_DELAY_MS = 350
 
 
 def _qdate(day: dt.date) -> QDate:
@@ -73,6 +79,8 @@ class QueryPanel(QWidget):
         self.accession = self._line("Accession", _FIELD_TIPS["accession"], 80)
         self.description = self._line("Study description", _FIELD_TIPS["description"], 100)
         self.referring = self._line("Referring physician", _FIELD_TIPS["referring"], 100)
+        self.birth_date = self._line("Birth date", _FIELD_TIPS["birth_date"], 80)
+        self.institution = self._line("Institution", _FIELD_TIPS["institution"], 80)
 
         self.date_preset = QComboBox()
         for preset in DatePreset:
@@ -91,6 +99,8 @@ class QueryPanel(QWidget):
         for modality in MODALITIES:
             box = QCheckBox(modality)
             box.setToolTip(f"Studies with a {modality} series (ModalitiesInStudy)")
+            box.toggled.connect(self._criteria_changed)
+            box.installEventFilter(self)
             self.modality_boxes[modality] = box
             modality_row.addWidget(box)
         modality_row.addStretch(1)
@@ -113,9 +123,11 @@ class QueryPanel(QWidget):
         for edit, stretch in (
             (self.patient_name, 4),
             (self.patient_id, 2),
+            (self.birth_date, 2),
             (self.accession, 2),
             (self.description, 3),
             (self.referring, 3),
+            (self.institution, 2),
         ):
             top.addWidget(edit, stretch)
         top.addWidget(self.search_button)
@@ -135,6 +147,20 @@ class QueryPanel(QWidget):
         layout.setSpacing(4)
         layout.addLayout(top)
         layout.addLayout(bottom)
+        # The range boxes keep their room while hidden: the modality row never jumps.
+        for hidden in (self.date_from, self.date_dash, self.date_to):
+            policy = hidden.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            hidden.setSizePolicy(policy)
+        for field_widget in (self.date_preset, self.date_from, self.date_to):
+            field_widget.installEventFilter(self)
+        self._searched = False
+        self._research = QTimer(self)
+        self._research.setSingleShot(True)
+        self._research.setInterval(RESEARCH_DELAY_MS)
+        self._research.timeout.connect(self._search_again)
+        self.date_from.dateChanged.connect(self._criteria_changed)
+        self.date_to.dateChanged.connect(self._criteria_changed)
         self._on_preset()
         self._update_node_button()
 
@@ -225,6 +251,27 @@ class QueryPanel(QWidget):
         self.date_to.setEnabled(custom)
         for widget in (self.date_from, self.date_dash, self.date_to):
             widget.setVisible(preset is not DatePreset.ANY)
+        self._criteria_changed()
+
+    def _criteria_changed(self, *_: object) -> None:
+        """A date or modality changed: once a search has run, run it again (shortly)."""
+        if self._searched:
+            self._research.start()
+
+    def _search_again(self) -> None:
+        if self.selected_nodes() and not self.criteria().is_blank:
+            self.search_requested.emit(self.criteria())
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Enter in a modality box or a date field searches, as it does in a text field."""
+        if (
+            event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        ):
+            self.request_search()
+            return True
+        return super().eventFilter(watched, event)
 
     def criteria(self) -> SearchCriteria:
         preset = self.preset()
@@ -241,6 +288,8 @@ class QueryPanel(QWidget):
             accession=self.accession.text(),
             description=self.description.text(),
             referring_physician=self.referring.text(),
+            birth_date=self.birth_date.text(),
+            institution=self.institution.text(),
             first=first,
             last=last,
             modalities=tuple(m for m, box in self.modality_boxes.items() if box.isChecked()),
@@ -254,6 +303,8 @@ class QueryPanel(QWidget):
             self.accession,
             self.description,
             self.referring,
+            self.birth_date,
+            self.institution,
         ):
             edit.clear()
         for box in self.modality_boxes.values():
@@ -273,9 +324,11 @@ class QueryPanel(QWidget):
         if not self.selected_nodes():
             QMessageBox.information(self, "Search", "Tick at least one node to search.")
             return
+        self._research.stop()
         criteria = self.criteria()
         if criteria.is_blank and not self.confirm_blank_search():
             return
+        self._searched = True
         self.search_requested.emit(criteria)
 
     def confirm_blank_search(self) -> bool:
