@@ -120,3 +120,27 @@ def test_birth_date_search_in_the_window_lists_exactly_those_patients(
     search(qtbot, window, birth_date=typed)
     want = {s.StudyInstanceUID for s in archive.studies if s.PatientBirthDate == born}
     qtbot.waitUntil(lambda: {r.study_uid for r in window.study_model.rows} == want, timeout=WAIT_MS)
+
+
+def test_columns_widen_to_their_content_on_the_first_results_and_keep_the_users_width(
+    qtbot: QtBot,
+) -> None:
+    from workstation.ui.study_model import StudyColumn, StudyTableModel
+    from workstation.ui.study_view import MAX_FIT_WIDTH, StudyView
+
+    model = StudyTableModel()
+    view = StudyView(model)
+    qtbot.addWidget(view)
+    view.resize(1024, 400)
+    view.show()
+    qtbot.waitExposed(view)
+    column = list(StudyColumn).index(StudyColumn.ACCESSION)
+    before = view.table.columnWidth(column)
+    model.upsert([StudyRow("1.2.1", accession="A3100001234567890", sources=("A",))])
+    fitted = view.table.columnWidth(column)
+    assert before < fitted <= MAX_FIT_WIDTH
+    assert view.table.textElideMode() == Qt.TextElideMode.ElideMiddle
+
+    view.table.setColumnWidth(column, 60)  # the user narrows it: later results keep that
+    model.upsert([StudyRow("1.2.2", accession="B99999999999999999999", sources=("A",))])
+    assert view.table.columnWidth(column) == 60

@@ -32,6 +32,8 @@ _WIDTHS = {
     StudyColumn.SOURCES: 80,
     StudyColumn.LOCAL: 70,
 }
+#: The widest a column grows to fit its content on the first results (pixels).
+MAX_FIT_WIDTH = 280
 #: Milliseconds a study must stay selected before its series are fetched (arrow-key browsing).
 SERIES_DELAY_MS = 150
 
@@ -60,6 +62,8 @@ class StudyView(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
+        # Accession numbers and IDs differ at their end: cut long values in the middle.
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(22)
         header = self.table.horizontalHeader()
@@ -72,6 +76,10 @@ class StudyView(QWidget):
         header.setSectionResizeMode(
             list(StudyColumn).index(StudyColumn.DESCRIPTION), QHeaderView.ResizeMode.Stretch
         )
+        self._fitted = False
+        self._fitting = False
+        header.sectionResized.connect(self._user_resized)
+        model.rowsInserted.connect(self._fit_columns_once)
         self.table.doubleClicked.connect(lambda _index: self.retrieve_requested.emit())
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._menu)
@@ -84,6 +92,28 @@ class StudyView(QWidget):
         layout.setContentsMargins(6, 0, 6, 2)
         layout.addWidget(self.counter)
         layout.addWidget(self.table)
+
+    def _user_resized(self, *_: object) -> None:
+        if not self._fitting and self.table.isVisible():
+            self._fitted = True  # the user chose widths: keep them for this session
+
+    def _fit_columns_once(self, *_: object) -> None:
+        """On the first results, widen the columns whose content is cut (up to
+        ``MAX_FIT_WIDTH``); never narrower than they are: the user's widths stay."""
+        if self._fitted:
+            return
+        self._fitted = True
+        self._fitting = True
+        try:
+            stretch = list(StudyColumn).index(StudyColumn.DESCRIPTION)
+            for column in range(self.model.columnCount()):
+                if column == stretch or self.table.isColumnHidden(column):
+                    continue
+                wanted = min(MAX_FIT_WIDTH, self.table.sizeHintForColumn(column) + 8)
+                if wanted > self.table.columnWidth(column):
+                    self.table.setColumnWidth(column, wanted)
+        finally:
+            self._fitting = False
 
     def selected_rows(self) -> list[StudyRow]:
         rows = {index.row() for index in self.table.selectionModel().selectedRows()}
