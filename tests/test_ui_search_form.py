@@ -144,3 +144,26 @@ def test_columns_widen_to_their_content_on_the_first_results_and_keep_the_users_
     view.table.setColumnWidth(column, 60)  # the user narrows it: later results keep that
     model.upsert([StudyRow("1.2.2", accession="B99999999999999999999", sources=("A",))])
     assert view.table.columnWidth(column) == 60
+
+
+def test_quit_with_unfinished_jobs_asks_first(
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    unfinished = SimpleNamespace(state=SimpleNamespace(finished=False))
+    done = SimpleNamespace(state=SimpleNamespace(finished=True))
+    monkeypatch.setattr(window.session.queue, "jobs", lambda: [unfinished, done, unfinished])
+    asked: list[int] = []
+
+    def refuse(count: int) -> bool:
+        asked.append(count)
+        return False
+
+    window.confirm_quit = refuse  # type: ignore[method-assign]
+    window.quit_action.trigger()
+    assert asked == [2] and window.isVisible()
+
+    window.confirm_quit = lambda count: True  # type: ignore[method-assign]
+    window.quit_action.trigger()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=WAIT_MS)

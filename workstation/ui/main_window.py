@@ -172,7 +172,7 @@ class MainWindow(QMainWindow):
         self.clear_action = self._action("Clear search", self.clear_search, "Ctrl+L")
         self.nodes_action = self._action("Nodes…", self.manage_nodes)
         self.echo_action = self._action("Verify nodes (C-ECHO)", self.verify_nodes)
-        self.quit_action = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.quit_action = self._action("Quit", self.request_quit, QKeySequence.StandardKey.Quit)
         self.find_action.setToolTip("Put the cursor in the patient name (Ctrl+F)")
         self.retrieve_action.setToolTip("Retrieve the selected studies or series (Ctrl+R)")
         self.stop_action.setToolTip("Stop the search (Esc)")
@@ -474,7 +474,39 @@ class MainWindow(QMainWindow):
 
     # -- shutdown ------------------------------------------------------------------------------
 
+    def request_quit(self) -> None:
+        """Quit (Ctrl+Q), after asking when retrieves are still running or queued."""
+        if self._may_quit():
+            self._quit_confirmed = True
+            self.close()
+
+    def _may_quit(self) -> bool:
+        unfinished = sum(1 for job in self.session.queue.jobs() if not job.state.finished)
+        return not unfinished or self.confirm_quit(unfinished)
+
+    def confirm_quit(self, unfinished: int) -> bool:
+        """Ask before quitting with ``unfinished`` jobs (tests replace this)."""
+        jobs = "1 job is" if unfinished == 1 else f"{unfinished} jobs are"
+        answer = QMessageBox.question(
+            self,
+            "Quit?",
+            f"{jobs} still running or waiting in the queue.\n\nQuit anyway? They stop now "
+            "and go on, fetching only what is missing, when the workstation starts again.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        # The window manager's close button asks like Ctrl+Q; close() from code does not.
+        if (
+            not self._closed
+            and event.spontaneous()
+            and not getattr(self, "_quit_confirmed", False)
+            and not self._may_quit()
+        ):
+            event.ignore()
+            return
         if not self._closed:
             self._closed = True
             self._state.save(self, self._splitters(), self._headers())
