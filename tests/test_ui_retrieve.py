@@ -173,8 +173,20 @@ def test_quit_during_a_retrieve_then_resume_in_a_new_window(
 
 
 def test_unsolicited_push_updates_the_local_column_and_the_browser(
-    qtbot: QtBot, window: MainWindow, session: Session, demo: DemoArchive
+    qtbot: QtBot,
+    ui_settings: Settings,
+    open_session: Callable[[Settings], Session],
+    open_window: Callable[[Session], MainWindow],
+    demo: DemoArchive,
 ) -> None:
+    # Our SCP takes pushes from the configured nodes and the callers allowed by hand only.
+    ui_settings.allowed_callers = ["MODALITY"]
+    session = open_session(ui_settings)
+    window = open_window(session)
+    stranger = make_ae("STRANGER")
+    stranger.add_requested_context("1.2.840.10008.1.1")
+    refused = stranger.associate("127.0.0.1", session.scp.port, ae_title=session.scp.ae_title)
+    assert refused.is_rejected
     search(qtbot, window, "smith")
     row = window.study_model.rows[0]
     assert demo.archive is not None

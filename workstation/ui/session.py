@@ -28,6 +28,8 @@ from workstation.store import LocalStore, StoredInstance
 log = logging.getLogger(__name__)
 
 DEMO_NODE = "DEMO"
+#: The demo archive's AE title: it stores to our SCP in demo mode.
+DEMO_AE_TITLE = "DEMO"
 JOB_FILE = "jobs.sqlite"
 #: Seconds the queue gets on quit to cancel running retrieves before we stop waiting.
 SHUTDOWN_TIMEOUT = 10.0
@@ -112,6 +114,7 @@ class Session:
                 bind=prefs.store_bind,
                 destinations=lambda: list(self.settings.nodes.values()),
                 allowed_callers=prefs.serve_callers,
+                tls=prefs.scp_tls_config,
             ).start()
         except (PortInUse, InvalidInput) as exc:
             log.warning("the store is not served: %s", exc)
@@ -203,15 +206,22 @@ class Session:
 def _start_scp(prefs: Settings, store: LocalStore, demo: bool) -> tuple[StorageServer, str]:
     """Start our storage SCP; in demo mode fall back to a free port when ours is taken."""
     local = prefs.local_ae
-    scp = StorageServer(local, store, allowed_callers=prefs.allowed_callers)
+    # Only the PACS the user configured (and the callers allowed by hand) may store to us;
+    # with none configured yet, anyone may (a modality pushing to a fresh install).
+    callers = [*prefs.serve_callers, *([DEMO_AE_TITLE] if demo else [])]
+    tls = prefs.scp_tls_config
+    scp = StorageServer(local, store, allowed_callers=callers, tls=tls)
     try:
         scp.start()
+    except InvalidInput as exc:  # the TLS certificate or key cannot be used
+        log.warning("storage SCP not started: %s", exc)
+        return scp, str(exc)
     except PortInUse as exc:
         if not demo:
             log.warning("storage SCP not started: %s", exc)
             return scp, str(exc)
         fallback = LocalAE(local.ae_title, _free_port(), "127.0.0.1")
         log.warning("port %d is taken; the demo uses port %d", local.port, fallback.port)
-        scp = StorageServer(fallback, store, allowed_callers=prefs.allowed_callers)
+        scp = StorageServer(fallback, store, allowed_callers=callers, tls=tls)
         scp.start()
     return scp, f"{scp.ae_title}@{scp.port} listening"
