@@ -30,7 +30,6 @@ from pydicom.uid import (
     generate_uid,
 )
 from pynetdicom import evt
-from PySide6.QtCore import Qt
 
 import workstation as ws
 from tests.quirky import QuirkySCP
@@ -40,8 +39,6 @@ from workstation.dimse.send import SendState
 from workstation.nodes import RemoteNode
 from workstation.store import LocalStore
 from workstation.store.walk import read_part10
-
-pytest_plugins = ["test_ui_support"]  # open_nodes_window for the window test
 
 
 class Storescp(ManagedProcess):
@@ -439,48 +436,4 @@ def test_cli_exit_codes(
 # -- the window --------------------------------------------------------------------------------
 
 
-@pytest.mark.gui
-def test_send_to_from_the_local_store_menu(
-    open_nodes_window: Callable[..., Any],
-    storescp: Storescp,
-    archive: Archive,
-    study: Any,
-    tmp_path: Path,
-    qtbot: Any,
-) -> None:
-    window = open_nodes_window({"Archive": storescp.node.with_options(name="Archive")})
-    archive.write(tmp_path / "incoming", [study])
-    window.session.store.import_path(tmp_path / "incoming")
-    window.session.store.flush()
-    browser = window.store_browser
-    browser.refresh()
-    assert browser.select_study(study.StudyInstanceUID, study.series[2].SeriesInstanceUID)
-
-    def send_action(view: Any) -> Any:
-        menu = browser.context_menu(view, "Delete…", lambda: None)
-        (send_to,) = [a.menu() for a in menu.actions() if a.text() == "Send to"]
-        assert [a.text() for a in send_to.actions()] == ["Archive"]
-        return send_to.actions()[0]
-
-    assert not window.send_status.isVisibleTo(window)  # nothing being sent
-    with qtbot.waitSignal(window.send_status.finished, timeout=20_000) as done:
-        send_action(browser.series_view).trigger()
-        assert window.send_status.isVisibleTo(window)  # progress and Stop while it runs
-    outcome = done.args[0]
-    assert outcome.ok and outcome.total == 6
-    assert set(storescp.files()) == {i.SOPInstanceUID for i in study.series[2].instances}
-    assert window.statusBar().currentMessage() == (
-        f"Archive: sent 6 of 6 instances to {storescp.node}"
-    )
-    qtbot.waitUntil(lambda: not window.send_status.isVisibleTo(window))
-
-    with qtbot.waitSignal(window.send_status.finished, timeout=20_000) as done:
-        send_action(browser.study_view).trigger()
-    assert done.args[0].ok and done.args[0].total == 13
-
-    with qtbot.waitSignal(window.send_status.finished, timeout=20_000) as done:
-        send_action(browser.study_view).trigger()
-        qtbot.mouseClick(window.send_status.stop_button, Qt.MouseButton.LeftButton)
-    stopped = done.args[0]
-    assert stopped.state is SendState.CANCELLED and stopped.sent < 13
-    assert window.statusBar().currentMessage().startswith("Archive: cancelled: sent ")
+# The window's "Send to ▸" queues a send job: see tests/test_send_queue.py.

@@ -1,4 +1,8 @@
-"""The SQLite file that keeps the retrieve jobs across restarts (WAL, one row a job)."""
+"""The SQLite file that keeps the queue's jobs across restarts (WAL, one row a job).
+
+Schema version 2 added the send jobs (columns ``kind`` and ``details``); a version-1 file is
+upgraded in place when it is opened (its jobs are retrieves, the columns' defaults).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from workstation.errors import WorkstationError
-from workstation.jobs.model import JobState, RetrieveJob
+from workstation.jobs.model import JobKind, JobState, RetrieveJob
 from workstation.nodes import RemoteNode
 from workstation.query import Level
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _COLUMNS = [
     "node",
@@ -34,7 +38,14 @@ _COLUMNS = [
     "started",
     "finished",
     "attempts",
+    "kind",
+    "details",
 ]
+#: Columns added after version 1, with their definitions (ALTER TABLE ... ADD COLUMN).
+_ADDED = {
+    "kind": "kind TEXT NOT NULL DEFAULT 'retrieve'",  # retrieve or send
+    "details": "details TEXT NOT NULL DEFAULT '[]'",  # JSON [[SOP Instance UID, why], ...]
+}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,9 +61,19 @@ CREATE TABLE IF NOT EXISTS jobs (
     created REAL NOT NULL,
     started REAL,
     finished REAL,
-    attempts INTEGER NOT NULL
+    attempts INTEGER NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'retrieve',
+    details TEXT NOT NULL DEFAULT '[]'
 )
 """
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Add the columns a file of an older version lacks (its rows take their defaults)."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    for name, definition in _ADDED.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE jobs ADD COLUMN {definition}")
 
 
 def _node_json(node: RemoteNode) -> str:
@@ -90,6 +111,7 @@ class JobFile:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(_SCHEMA)
+            _upgrade(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # a write: takes the lock
             self._conn = conn
         except (OSError, sqlite3.Error) as exc:
@@ -140,6 +162,8 @@ class JobFile:
             started=None if values["started"] is None else float(values["started"]),
             finished=None if values["finished"] is None else float(values["finished"]),
             attempts=int(values["attempts"] or 0),
+            kind=JobKind(values["kind"] or JobKind.RETRIEVE),
+            details=tuple((str(u), str(w)) for u, w in json.loads(values["details"] or "[]")),
         )
 
     @staticmethod
@@ -148,6 +172,7 @@ class JobFile:
             _node_json(job.node), str(job.level), job.study_uid, json.dumps(job.series_uids),
             job.label, job.expected, str(job.state), job.message, json.dumps(job.missing),
             job.created, job.started, job.finished, job.attempts,
+            str(job.kind), json.dumps(job.details),
         ]  # fmt: skip
 
     def insert(self, job: RetrieveJob) -> int:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from workstation.dimse.outcome import RetrieveOutcome, RetrieveProgress, RetrieveState
+from workstation.dimse.send import SendProgress
 from workstation.errors import WorkstationError
 from workstation.nodes import RemoteNode, RetrieveMethod
 from workstation.query import InformationModel, Level, Query
@@ -31,6 +32,13 @@ class JobState(StrEnum):
     @property
     def retryable(self) -> bool:
         return self in (JobState.PARTIAL, JobState.FAILED, JobState.CANCELLED)
+
+
+class JobKind(StrEnum):
+    """What a job does: fetch from a node (C-MOVE/C-GET), or send from the local store."""
+
+    RETRIEVE = "retrieve"
+    SEND = "send"
 
 
 FROM_OUTCOME = {
@@ -69,6 +77,14 @@ class RetrieveJob:
     attempts: int = 0
     #: True between :meth:`RetrieveQueue.cancel` of a running job and its end.
     cancelling: bool = False
+    #: RETRIEVE fetches from ``node``; SEND stores the study (or its ``series_uids``) of the
+    #: local store on ``node``. A send's ``expected`` is the instances of its selection,
+    #: ``missing`` what is still to send (the next attempt sends only these when set).
+    kind: JobKind = JobKind.RETRIEVE
+    #: A send's progress over the whole selection (instances sent by earlier attempts count).
+    send_progress: SendProgress | None = None
+    #: A send's instances not sent by the last attempt: (SOP Instance UID, why).
+    details: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def method(self) -> RetrieveMethod:
@@ -88,6 +104,8 @@ class RetrieveJob:
         """
         if self.state is JobState.DONE:
             return 1.0
+        if self.kind is JobKind.SEND:
+            return None if self.send_progress is None else self.send_progress.fraction
         progress = self.progress
         if progress is None:
             return None
@@ -122,7 +140,7 @@ def final_progress(outcome: RetrieveOutcome) -> RetrieveProgress:
 
 
 def scope(job: RetrieveJob) -> str:
-    """What a job fetches, without patient data (for the log)."""
+    """What a job fetches or sends, without patient data (for the log)."""
     if job.level is Level.SERIES:
         count = len(job.series_uids)
         return f"{count} series of a study" if count != 1 else "a series"

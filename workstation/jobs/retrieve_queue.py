@@ -24,9 +24,11 @@ from workstation.dimse import retrieve as dimse
 from workstation.dimse.outcome import RetrieveOutcome, RetrieveProgress
 from workstation.dimse.storage import StorageServer
 from workstation.errors import InvalidInput, WorkstationError
+from workstation.jobs import send_job
 from workstation.jobs.jobfile import JobFile
 from workstation.jobs.model import (
     FROM_OUTCOME,
+    JobKind,
     JobState,
     QueueClosed,
     RetrieveJob,
@@ -177,6 +179,45 @@ class RetrieveQueue:
             log.info("retrieve job %d queued: %s from %s", job.id, scope(job), node)
             return entry.job
 
+    def submit_send(
+        self,
+        node: RemoteNode,
+        *,
+        study_uid: str,
+        series_uids: Iterable[str] = (),
+        label: str = "",
+    ) -> RetrieveJob:
+        """Queue a send (C-STORE) of a study of the local store, or of some of its series, to
+        ``node``; it shares the node's limit with the retrieves. Reads the store's index (not
+        for the GUI thread); raises :class:`InvalidInput` when the store holds none of it.
+        ``label`` defaults to the patient and study (and series) as the store has them."""
+        series = tuple(str(uid).strip() for uid in series_uids)
+        study_uid = str(study_uid).strip()
+        chosen = send_job.selection(self._store, study_uid, series)  # InvalidInput if nothing
+        job = RetrieveJob(
+            id=0,
+            node=node,
+            level=Level.SERIES if series else Level.STUDY,
+            study_uid=study_uid,
+            series_uids=series,
+            label=label or send_job.label(self._store, study_uid, series),
+            expected=len(chosen),
+            message="queued",
+            created=time.time(),
+            kind=JobKind.SEND,
+        )
+        with self._lock:
+            if not self._accepting:
+                raise QueueClosed("the retrieve queue is shut down")
+            job = dataclasses.replace(job, id=self._file.insert(job))
+            entry = _Entry(job, next(self._seq))
+            self._entries[job.id] = entry
+            self._emit_locked(entry.job)
+            self._schedule_locked()
+            self._changed.notify_all()
+            log.info("send job %d queued: %s to %s", job.id, scope(job), node)
+            return entry.job
+
     def cancel(self, job_id: int) -> RetrieveJob:
         """Cancel a job: a queued one at once, a running one by C-CANCEL then abort.
 
@@ -223,7 +264,12 @@ class RetrieveQueue:
                 )
             outcome = entry.outcome
             missing = outcome.missing_instances if outcome is not None else ()
-            if outcome is not None and missing and len(missing) < len(outcome.instances):
+            if entry.job.kind is JobKind.SEND:  # the next attempt sends job.missing, or all
+                count = len(entry.job.missing)
+                noun = "instance" if count == 1 else "instances"
+                whole = "queued: the whole send again"
+                message = f"queued: re-send of the {count} {noun} not sent" if count else whole
+            elif outcome is not None and missing and len(missing) < len(outcome.instances):
                 entry.retry_of = outcome
                 noun = "instance" if len(missing) == 1 else "instances"
                 message = f"queued: retry of the {len(missing)} missing {noun}"
@@ -396,6 +442,9 @@ class RetrieveQueue:
         entry.token = CancelToken()
         entry.stop = None
         retry_of, entry.retry_of = entry.retry_of, None
+        if entry.job.kind is JobKind.SEND:
+            self._start_send_locked(entry)
+            return
         if retry_of is not None:
             message = f"retrieving the {len(retry_of.missing_instances)} missing instance(s)"
         else:
@@ -422,6 +471,32 @@ class RetrieveQueue:
             "retrieve job %d started: attempt %d, %s by C-%s from %s",
             job.id, job.attempts, scope(job), job.method.upper(), job.node,
         )  # fmt: skip
+
+    def _start_send_locked(self, entry: _Entry) -> None:
+        """Start an attempt of a send job (``entry.run`` and its token are set)."""
+        count = len(entry.job.missing)
+        self._set_locked(
+            entry,
+            state=JobState.RUNNING,
+            message=f"sending the {count} instance(s) not sent yet" if count else "sending",
+            send_progress=None,
+            started=time.time(),
+            finished=None,
+            attempts=entry.job.attempts + 1,
+            cancelling=False,
+        )
+        job = entry.job
+        assert entry.token is not None
+        entry.thread = threading.Thread(
+            target=self._work_send,
+            args=(job, entry.run, entry.token),
+            name=f"send-job-{job.id}",
+            daemon=True,
+        )
+        entry.thread.start()
+        log.info(
+            "send job %d started: attempt %d, %s to %s", job.id, job.attempts, scope(job), job.node
+        )
 
     def _set_locked(self, entry: _Entry, *, persist: bool = True, **changes: Any) -> None:
         """Apply ``changes`` to the job's snapshot, save it, and tell ``on_change``."""
@@ -517,13 +592,21 @@ class RetrieveQueue:
             return dimse.move(job.node, request_query(job), self._scp, **options)
         return dimse.get(job.node, request_query(job), self._store, **options)
 
-    def _on_progress(self, job_id: int, run: int, progress: RetrieveProgress) -> None:
-        """From the retrieve's threads: keep the latest, send at most every interval."""
+    def _on_progress(
+        self,
+        job_id: int,
+        run: int,
+        progress: RetrieveProgress | send_job.SendProgress,
+        field: str = "progress",
+    ) -> None:
+        """From the retrieve's (or send's) threads: keep the latest, send at most every
+        interval. ``field`` is the job's field it goes to (``send_progress`` for a send)."""
         with self._lock:
             entry = self._entries.get(job_id)
             if entry is None or entry.run != run or entry.job.state is not JobState.RUNNING:
                 return
-            entry.job = dataclasses.replace(entry.job, progress=progress)
+            changes: dict[str, Any] = {field: progress}
+            entry.job = dataclasses.replace(entry.job, **changes)
             now = time.monotonic()
             if now >= entry.next_emit:
                 entry.next_emit = now + PROGRESS_INTERVAL
@@ -564,6 +647,66 @@ class RetrieveQueue:
                 "retrieve job %d %s after %.1f s: %s",
                 job_id, state, time.time() - (job.started or time.time()), message,
             )  # fmt: skip
+            self._schedule_locked()
+            self._finalize_locked()
+
+    # -- send jobs -----------------------------------------------------------------------
+
+    def _work_send(self, job: RetrieveJob, run: int, token: CancelToken) -> None:
+        """One attempt of a send job, on its own thread (see :mod:`workstation.jobs.send_job`)."""
+
+        def on_progress(progress: send_job.SendProgress) -> None:
+            self._on_progress(job.id, run, progress, field="send_progress")
+
+        attempt: send_job.SendAttempt | None = None
+        error = ""
+        try:
+            attempt = send_job.run(
+                job, self._store, calling_aet=self._calling_aet, cancel=token,
+                on_progress=on_progress,
+            )  # fmt: skip
+        except WorkstationError as exc:
+            error = str(exc)
+        except Exception as exc:
+            log.exception("send job %d failed unexpectedly", job.id)
+            error = f"unexpected error: {type(exc).__name__}: {exc}"
+        self._finish_send(job.id, run, attempt, error)
+
+    def _finish_send(
+        self, job_id: int, run: int, attempt: send_job.SendAttempt | None, error: str
+    ) -> None:
+        with self._lock:
+            entry = self._entries.get(job_id)
+            if entry is None or entry.run != run:
+                return
+            stop, entry.stop = entry.stop, None
+            entry.token = None
+            entry.thread = None
+            job = entry.job
+            changes: dict[str, Any] = {"cancelling": False, "finished": time.time()}
+            if attempt is not None:
+                state, message, more = send_job.conclude(job, attempt)
+                changes.update(more)
+            else:
+                state, message = JobState.FAILED, error
+            interrupted = state is JobState.CANCELLED or attempt is None
+            if stop == "shutdown" and interrupted:  # resumes with what is still to send
+                left = len(changes.get("missing", job.missing)) or job.expected or 0
+                state = JobState.QUEUED
+                message = (
+                    f"interrupted by quitting; {left} instance(s) still to send "
+                    "resume at the next start"
+                )
+                changes["finished"] = None
+            elif stop == "user" and attempt is None:
+                state, message = JobState.CANCELLED, f"cancelled; {message}"
+            self._set_locked(entry, state=state, message=message, **changes)
+            log.info(
+                "send job %d %s after %.1f s: %s",
+                job_id, state, time.time() - (job.started or time.time()), message,
+            )  # fmt: skip
+            for uid, why in changes.get("details", ())[:5]:  # UIDs, never patient data
+                log.debug("send job %d: %s not sent: %s", job_id, uid, why)
             self._schedule_locked()
             self._finalize_locked()
 

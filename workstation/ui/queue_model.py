@@ -1,4 +1,7 @@
-"""The retrieve queue as a table: one :class:`~workstation.jobs.RetrieveJob` snapshot per line.
+"""The queue as a table: one :class:`~workstation.jobs.RetrieveJob` snapshot per line.
+
+Retrieves and sends share the table: the Job column says which ("Retrieve ← PACS (C-MOVE)",
+"Send → ARCHIVE"), Images counts received or sent of expected.
 
 The queue reports changes on its notifier thread; the window pushes them into a
 :class:`~workstation.ui.throttle.BatchBuffer` and :meth:`QueueTableModel.apply` takes each
@@ -13,7 +16,8 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QColor
 
-from workstation.jobs import JobState, RetrieveJob
+from workstation.jobs import JobKind, JobState, RetrieveJob
+from workstation.jobs.send_job import details_text
 from workstation.ui.table_model import RowTableModel
 
 #: Role with the job's progress as a float 0..1, or None when unknown.
@@ -22,7 +26,7 @@ PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 10
 
 class QueueColumn(Enum):
     LABEL = "Study"
-    NODE = "From"
+    NODE = "Job"
     STATE = "State"
     PROGRESS = "Progress"
     COUNT = "Images"
@@ -48,11 +52,31 @@ _STATE_COLOUR = {
 def state_text(job: RetrieveJob) -> str:
     if job.cancelling:
         return "Cancelling…"
+    if job.kind is JobKind.SEND and job.state is JobState.RUNNING:
+        return "Sending"
     return _STATE_TEXT.get(job.state, str(job.state))
 
 
+def kind_text(job: RetrieveJob) -> str:
+    """ "Retrieve ← PACS (C-MOVE)" or "Send → ARCHIVE"."""
+    if job.kind is JobKind.SEND:
+        return f"Send → {job.node.label}"
+    return f"Retrieve ← {job.node.label} (C-{job.method.upper()})"
+
+
+def _sent_count(job: RetrieveJob) -> int:
+    if job.send_progress is not None:
+        return job.send_progress.sent
+    if job.state in (JobState.QUEUED, JobState.RUNNING) and not job.missing:
+        return 0
+    return max(0, (job.expected or 0) - len(job.missing))  # loaded from the job file
+
+
 def count_text(job: RetrieveJob) -> str:
-    """ "87/120": instances received of those expected (what is known of either)."""
+    """ "87/120": instances received (or sent) of those expected (what is known of either)."""
+    if job.kind is JobKind.SEND:
+        total = job.send_progress.total if job.send_progress is not None else job.expected
+        return f"{_sent_count(job)}/{total or 0}"
     progress = job.progress
     received = progress.received if progress is not None else None
     expected = progress.expected if progress is not None and progress.expected else job.expected
@@ -70,6 +94,14 @@ def size_text(size: float) -> str:
 
 
 def speed_text(job: RetrieveJob) -> str:
+    if job.kind is JobKind.SEND:
+        sending = job.send_progress
+        if sending is None or sending.elapsed <= 0:
+            return ""
+        if job.state is JobState.RUNNING:
+            rate = sending.bytes / sending.elapsed
+            return f"{sending.done / sending.elapsed:.0f} img/s · {size_text(rate)}/s"
+        return f"{sending.elapsed:.1f} s · {size_text(sending.bytes)}"
     progress = job.progress
     if progress is None or progress.elapsed <= 0:
         return ""
@@ -108,7 +140,7 @@ class QueueTableModel(RowTableModel[RetrieveJob, QueueColumn]):
             case QueueColumn.LABEL:
                 return row.label or row.study_uid
             case QueueColumn.NODE:
-                return f"{row.node.label} (C-{row.method.upper()})"
+                return kind_text(row)
             case QueueColumn.STATE:
                 return state_text(row)
             case QueueColumn.PROGRESS:
@@ -126,11 +158,17 @@ class QueueTableModel(RowTableModel[RetrieveJob, QueueColumn]):
         if column is QueueColumn.PROGRESS:
             return row.fraction or 0.0
         if column is QueueColumn.COUNT:
+            if row.kind is JobKind.SEND:
+                return _sent_count(row)
             return row.progress.received if row.progress is not None else 0
         return self.display(row, column).casefold()
 
     def tooltip(self, row: RetrieveJob, column: QueueColumn) -> str | None:
         if column in (QueueColumn.MESSAGE, QueueColumn.STATE):
+            if row.details:  # a send's instances not sent, with the reasons (first ten)
+                lines = details_text(row).splitlines()
+                more = [f"… and {len(lines) - 10} more"] if len(lines) > 10 else []
+                return "\n".join([row.message, "", "Not sent:", *lines[:10], *more])
             return row.message or None
         if column is QueueColumn.LABEL:
             what = f"{len(row.series_uids)} series" if row.series_uids else "whole study"

@@ -1,4 +1,4 @@
-"""The retrieve queue pane: a table of jobs with progress bars and Cancel / Retry / Remove."""
+"""The queue pane: retrieves and sends, with progress bars and Cancel / Retry / Remove / Details."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QPushButton,
     QStyle,
     QStyledItemDelegate,
@@ -23,7 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from workstation.jobs import JobState, RetrieveJob, RetrieveQueue
+from workstation.jobs import JobKind, JobState, RetrieveJob, RetrieveQueue
+from workstation.jobs.send_job import details_text
 from workstation.ui.queue_model import PROGRESS_ROLE, QueueColumn, QueueTableModel
 from workstation.ui.table_view import TableView
 from workstation.ui.tasks import TaskRunner
@@ -63,7 +65,7 @@ class ProgressDelegate(QStyledItemDelegate):
 class QueueView(QWidget):
     """Shows the queue's jobs; the buttons act on the selected ones through the task runner."""
 
-    #: A job reached DONE or PARTIAL (the study UID): the window refreshes the local column.
+    #: A retrieve reached DONE or PARTIAL (the study UID): the window refreshes the local column.
     job_finished = Signal(str)
     #: The user double-clicked a job: show that study (study UID).
     open_requested = Signal(str)
@@ -74,6 +76,8 @@ class QueueView(QWidget):
         super().__init__(parent)
         self.queue = queue
         self.runner = runner
+        #: The last "Details…" box (deleted by Qt when closed).
+        self.details_box: QMessageBox | None = None
         self.model = QueueTableModel(self)
         self.buffer = BatchBuffer(self._apply, parent=self)
         self.table = TableView()
@@ -104,11 +108,20 @@ class QueueView(QWidget):
         self.table.doubleClicked.connect(self._on_double_click)
         self.model.dataChanged.connect(self._update_buttons)
 
-        self.title = QLabel("<b>Retrieve queue</b>")
+        self.title = QLabel("<b>Queue</b>")
         self.summary = QLabel("")
-        self.cancel_button = self._button("Cancel", "Stop the selected retrieves", self.cancel)
+        self.cancel_button = self._button(
+            "Cancel",
+            "Stop the selected jobs (a send stops after the image being sent)",
+            self.cancel,
+        )
         self.retry_button = self._button(
-            "Retry", "Fetch again what the selected retrieves missed", self.retry
+            "Retry",
+            "Fetch again what the selected retrieves missed; send again what the sends did not",
+            self.retry,
+        )
+        self.details_button = self._button(
+            "Details…", "The images the selected send did not send, and why", self.show_details
         )
         self.remove_button = self._button(
             "Remove", "Forget the selected finished jobs", self.remove
@@ -121,7 +134,8 @@ class QueueView(QWidget):
         bar.addWidget(self.title)
         bar.addSpacing(12)
         bar.addWidget(self.summary, 1)
-        for button in (self.cancel_button, self.retry_button, self.remove_button):
+        buttons = (self.cancel_button, self.retry_button, self.details_button, self.remove_button)
+        for button in buttons:
             bar.addWidget(button)
         bar.addSpacing(12)
         bar.addWidget(self.clear_button)
@@ -151,6 +165,8 @@ class QueueView(QWidget):
         before = {j.id: j.state for j in self.model.rows}
         self.model.apply(jobs)
         for job in jobs:
+            if job.kind is JobKind.SEND:
+                continue
             if job.state in (JobState.DONE, JobState.PARTIAL) and before.get(job.id) != job.state:
                 self.job_finished.emit(job.study_uid)
                 before[job.id] = job.state
@@ -182,6 +198,7 @@ class QueueView(QWidget):
         self.cancel_button.setEnabled(any(not j.is_finished and not j.cancelling for j in jobs))
         self.retry_button.setEnabled(any(j.state.retryable for j in jobs))
         self.remove_button.setEnabled(any(j.is_finished for j in jobs))
+        self.details_button.setEnabled(len(jobs) == 1 and bool(jobs[0].details))
         self.clear_button.setEnabled(any(j.is_finished for j in self.model.rows))
 
     def cancel(self) -> None:
@@ -220,8 +237,24 @@ class QueueView(QWidget):
         if ids:
             self.runner.run(lambda _c: [action(i) for i in ids], title=title)
 
+    def show_details(self) -> None:
+        """A send's instances not sent, with the reasons (a box that does not block)."""
+        jobs = self.selected_jobs()
+        if len(jobs) != 1 or not jobs[0].details:
+            return
+        job = jobs[0]
+        box = QMessageBox(QMessageBox.Icon.Information, "Send details", job.message, parent=self)
+        box.setInformativeText(f"{len(job.details)} not sent (SOP Instance UID: why):")
+        box.setDetailedText(details_text(job))
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.details_box = box
+
     def _on_double_click(self, index: QModelIndex) -> None:
         job = self.model.job(index.row())
+        if job.kind is JobKind.SEND:
+            self.show_details()
+            return
         if job.state in (JobState.DONE, JobState.PARTIAL):
             self.open_requested.emit(job.study_uid)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from workstation.jobs import RetrieveJob
+from workstation.jobs import JobKind, RetrieveJob
 from workstation.nodes import RemoteNode
 from workstation.results import SeriesRow, StudyRow
 
@@ -33,7 +33,11 @@ class RetrievePlan:
 
 
 def _busy(jobs: Iterable[RetrieveJob]) -> set[tuple[str, tuple[str, ...]]]:
-    return {(j.study_uid, j.series_uids) for j in jobs if not j.is_finished}
+    return {
+        (j.study_uid, j.series_uids)
+        for j in jobs
+        if not j.is_finished and j.kind is JobKind.RETRIEVE  # a send does not fetch it
+    }
 
 
 def _node_for(sources: Iterable[str], nodes: Mapping[str, RemoteNode]) -> RemoteNode | None:
