@@ -24,6 +24,11 @@ class ConnectionFailed(NetworkError):
     """No TCP connection: refused, unreachable, unknown host or connect timeout."""
 
 
+class TlsFailed(ConnectionFailed):
+    """The TLS handshake with a peer failed (DICOM TLS, PS3.15 B.9): an untrusted, expired or
+    mismatched certificate, a client certificate wanted, or a peer that speaks no TLS."""
+
+
 class AssociationRejected(NetworkError):
     """The peer answered but refused the association (A-ASSOCIATE-RJ)."""
 

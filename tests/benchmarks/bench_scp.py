@@ -1,7 +1,7 @@
 """Our storage SCP receiving many parallel pushes, against DCMTK's ``storescp --fork``.
 
     python -m tests.benchmarks.bench_scp [--senders 20] [--per-sender 100] [--size small|large]
-        [--repeat 3]
+        [--repeat 3] [--tls]
 
 ``--senders`` DCMTK ``storescu`` processes (TCP_NODELAY=1) each push ``--per-sender`` instances
 of their own (64x64, ~9 kB; or 512x512, ~0.5 MB) at once. Receivers, run alternately:
@@ -11,6 +11,11 @@ of their own (64x64, ~9 kB; or 512x512, ~0.5 MB) at once. Receivers, run alterna
   its default durability: every pushed instance fsynced before the success response;
 - ``store-scp --batched-sync``: answers once the file is complete under its final name and
   fsyncs in batches, which is the closest to what storescp guarantees.
+
+``--tls``: every hop over DICOM TLS (throwaway certificates from tests/tls_certs.py; client
+certificates required): ``storescu +tls`` into ``storescp +tls`` and into ``store-scp
+--tls-cert``, the engine's performance over TLS against DCMTK's (DCMTK 3.6.7's movescu and
+getscu have no TLS, so storage is where the two can be compared).
 
 The time runs from starting the senders to the last one exiting (every response received);
 the receiver is listening before. Every round counts the files that arrived (all, or the
@@ -60,7 +65,18 @@ def main() -> int:
     parser.add_argument("--per-sender", type=int, default=100)
     parser.add_argument("--size", choices=["small", "large"], default="small")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tls", action="store_true", help="every association over DICOM TLS")
     args = parser.parse_args()
+    tls: list[str] = []
+    server_tls: list[str] = []
+    if args.tls:
+        from tests.tls_certs import make_certificates
+
+        certs = make_certificates(Path(tempfile.mkdtemp(prefix="ws-bench-tls-")))
+        tls = ["+tls", certs.client.key, certs.client.cert, "+cf", certs.ca]
+        server_tls = ["--tls-cert", certs.server.cert, "--tls-key", certs.server.key]
+        server_tls += ["--tls-ca", certs.ca, "--tls-require-client-cert"]
+        dcmtk_server_tls = ["+tls", certs.server.key, certs.server.cert, "+cf", certs.ca]
     print_info(machine_info())
     px = 64 if args.size == "small" else 512
     groups: list[list[Path]] = []
@@ -81,12 +97,15 @@ def main() -> int:
             port = free_port()
             if receiver == "storescp --fork":
                 argv = [dcmtk("storescp"), "--fork", "-od", str(out), str(port)]
+                if args.tls:
+                    argv[1:1] = dcmtk_server_tls
                 env = dcmtk_tool_env()
             else:
                 argv = [python, "-m", "workstation", "store-scp", "--store", str(out)]
                 argv += ["--port", str(port), "--bind", "127.0.0.1", "--aet", "WS"]
                 if "batched" in receiver:
                     argv.append("--batched-sync")
+                argv += server_tls
                 env = python_env({"WORKSTATION_CONFIG_DIR": str(Path(scratch) / "cfg")})
             server = Background(argv, port=port, env=env, log=Path(scratch) / "server.log")
             try:
@@ -94,7 +113,8 @@ def main() -> int:
                 start = time.perf_counter()
                 senders = [
                     subprocess.Popen(
-                        [dcmtk("storescu"), "-aec", "WS", "127.0.0.1", str(port), *map(str, g)],
+                        [dcmtk("storescu"), *tls, "-aec", "WS", "127.0.0.1", str(port)]
+                        + [str(path) for path in g],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                         env=dcmtk_tool_env(),
@@ -121,7 +141,8 @@ def main() -> int:
             }
 
     names = ["storescp --fork", "store-scp", "store-scp --batched-sync"]
-    say(f"{args.senders} senders x {args.per_sender} instances ({px}x{px}); load {loadavg()}")
+    over = ", over DICOM TLS" if args.tls else ""
+    say(f"{args.senders} senders x {args.per_sender} instances ({px}x{px}){over}; load {loadavg()}")
     series = alternate({name: (lambda n=name: run(n)) for name in names}, args.repeat)
     base = series["storescp --fork"].median("per_s")
     rows = [
@@ -137,8 +158,8 @@ def main() -> int:
         for name, s in series.items()
     ]
     print_table(
-        f"{total} pushed instances ({px}x{px}), {args.senders} parallel storescu, medians of "
-        f"{args.repeat}",
+        f"{total} pushed instances ({px}x{px}), {args.senders} parallel storescu{over}, "
+        f"medians of {args.repeat}",
         ["receiver", "s", "min-max", "inst/s", "CPU us/inst", "peak RSS MB*", "rate/storescp"],
         rows,
     )

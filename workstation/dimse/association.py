@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from workstation.dimse.wire.negotiation import AssociationFailure
+from workstation.dimse.wire.pdu import PeerClosed, TlsRecord
 from workstation.dimse.wire.scp import Receiver
 from workstation.dimse.wire.scu import LeanAssociation, open_association
 from workstation.errors import (
@@ -26,6 +27,7 @@ from workstation.errors import (
     DimseTimeout,
     NetworkError,
     NoAcceptedContext,
+    TlsFailed,
 )
 from workstation.nodes import DEFAULT_AE_TITLE, RemoteNode
 
@@ -118,6 +120,11 @@ def associate(
     timeout = None if dimse_timeout_none else dimse_timeout or node.dimse_timeout
     proposed = [(abstract, list(syntaxes or UNCOMPRESSED)) for abstract, syntaxes in contexts]
     log.debug("requesting association with %s", node)
+    tls = None
+    if node.tls:
+        from workstation.dimse.tls import node_context
+
+        tls = node_context(node)
     try:
         assoc = open_association(
             node.host,
@@ -129,10 +136,14 @@ def associate(
             connect_timeout=node.connect_timeout,
             dimse_timeout=timeout,
             receiver=receiver,
+            tls=tls,
         )
     except AssociationFailure as failure:
         if failure.kind == "connect":
             raise ConnectionFailed(_describe_connect_failure(node)) from None
+        tls_problem = _describe_tls_failure(failure, node)
+        if tls_problem:
+            raise TlsFailed(tls_problem) from None
         if failure.kind == "rejected" and failure.rejection is not None:
             raise AssociationRejected(
                 _describe_rejection(failure.rejection, node, calling_aet)
@@ -143,9 +154,10 @@ def associate(
                 f"({', '.join(_syntax_name(a) for a, _ in contexts[:3])}): "
                 "check that the PACS offers them to our AE title"
             ) from None
+        hint = "" if node.tls else " (or, if it is a DICOM TLS port, turn on TLS for the node)"
         raise AssociationAborted(
             f"{node} accepted the TCP connection but did not complete the association "
-            f"({failure}): check that it is a DICOM port and the AE title is right"
+            f"({failure}): check that it is a DICOM port and the AE title is right{hint}"
         ) from None
     try:
         yield assoc
@@ -161,6 +173,30 @@ def associate(
             assoc.release()
         else:
             assoc.close()
+
+
+def _describe_tls_failure(failure: AssociationFailure, node: RemoteNode) -> str:
+    """A plain-language line for a TLS failure, or "" when ``failure`` is not one."""
+    cause = failure.cause
+    if isinstance(cause, TlsRecord):
+        return (
+            f"{node} speaks DICOM over TLS on port {node.port}: turn on TLS for this node "
+            "(--tls, or TLS in the Nodes dialog)"
+        )
+    if not node.tls or cause is None:
+        return ""
+    import ssl
+
+    from workstation.dimse.tls import describe_client_error, describe_closed_after_handshake
+
+    have_cert = bool(node.tls_cert)
+    if failure.kind == "tls" or (
+        isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError)
+    ):
+        return describe_client_error(cause, str(node), node.host, node.port, have_cert=have_cert)
+    if isinstance(cause, ssl.SSLEOFError | PeerClosed | ConnectionError):
+        return describe_closed_after_handshake(str(node), have_cert=have_cert)
+    return ""
 
 
 def ended_error(assoc: LeanAssociation, node: RemoteNode, calling_aet: str) -> NetworkError:

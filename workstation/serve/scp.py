@@ -46,6 +46,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from workstation.demo.matching import LEVELS, QueryError
 from workstation.dimse.ports import program_on_port
 from workstation.dimse.pynetdicom_ae import make_ae
+from workstation.dimse.tls import TlsServerConfig, node_context
 from workstation.errors import InvalidInput, PortInUse
 from workstation.nodes import DEFAULT_SERVE_PORT, RemoteNode, validate_ae_title
 from workstation.serve.catalogue import IndexCatalogue, Located
@@ -149,6 +150,7 @@ class QRServer:
         bind: str = "0.0.0.0",
         destinations: Destinations = tuple,
         allowed_callers: Sequence[str] | None = None,
+        tls: TlsServerConfig | None = None,
     ) -> None:
         if allowed_callers is not None and not allowed_callers:
             raise InvalidInput(
@@ -163,6 +165,8 @@ class QRServer:
             None if allowed_callers is None else [validate_ae_title(a) for a in allowed_callers]
         )
         self.catalogue = IndexCatalogue(store.index, store.root)
+        #: DICOM TLS (PS3.15 B.9) for the associations we accept
+        self.tls = tls
         self._destinations = destinations
         self._requested_port = port
         self._server: ThreadedAssociationServer | None = None
@@ -209,16 +213,25 @@ class QRServer:
                 (evt.EVT_C_STORE, self._on_store),
             ]
             self._stopping.clear()
+            ssl_context = self.tls.context() if self.tls is not None else None
             try:
                 self._server = ae.start_server(
-                    (self.bind, self._requested_port), block=False, evt_handlers=handlers
+                    (self.bind, self._requested_port),
+                    block=False,
+                    evt_handlers=handlers,
+                    ssl_context=ssl_context,
                 )
             except OSError as exc:
                 raise _bind_error(exc, self.bind, self._requested_port) from None
             self._ae = ae
         callers = ", ".join(self.allowed_callers) if self.allowed_callers else "any AE title"
         log.info(
-            "Q/R SCP %s listening on %s:%d for %s", self.ae_title, self.bind, self.port, callers
+            "Q/R SCP %s listening on %s:%d for %s%s",
+            self.ae_title,
+            self.bind,
+            self.port,
+            callers,
+            " (DICOM TLS)" if self.tls is not None else "",
         )
         return self
 
@@ -382,7 +395,13 @@ class QRServer:
             yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
             return
         instances = self._select(event, "C-MOVE")
-        yield node.host, node.port, {"contexts": _contexts(instances or [])}
+        options: dict[str, Any] = {"contexts": _contexts(instances or [])}
+        if node.tls:  # the destination is a TLS node: the sub-operations go over TLS too
+            try:
+                options["tls_args"] = (node_context(node), node.host)
+            except InvalidInput as exc:
+                log.warning("C-MOVE to %s: %s", name, exc)
+        yield node.host, node.port, options
         if instances is None:
             yield 1
             yield IDENTIFIER_DOES_NOT_MATCH, None

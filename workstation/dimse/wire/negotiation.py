@@ -216,10 +216,18 @@ def accept(
 class AssociationFailure(Exception):
     """Opening the association failed; ``kind`` is 'connect', 'rejected', 'aborted' or 'none'."""
 
-    def __init__(self, kind: str, message: str, rejection: tuple[int, int, int] | None = None):
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        rejection: tuple[int, int, int] | None = None,
+        cause: BaseException | None = None,
+    ):
         super().__init__(message)
         self.kind = kind
         self.rejection = rejection
+        #: the exception behind a failed connection or read (a TLS error, say)
+        self.cause = cause
 
 
 def request(
@@ -247,16 +255,16 @@ def request(
         roles=[RoleSelection(uid, False, True) for uid in scp_roles],
     )
     sock.settimeout(timeout)
-    sock.sendall(rq.encode())
     reader = PduReader(sock, max_length=1 << 20, buffer_size=1 << 16)
     try:
+        sock.sendall(rq.encode())
         kind, body = reader.read()
     except TimeoutError:
         raise AssociationFailure(
             "aborted", f"no answer to the association request within {timeout:g} s"
         ) from None
     except (PduError, OSError) as exc:
-        raise AssociationFailure("aborted", str(exc)) from None
+        raise AssociationFailure("aborted", str(exc), cause=exc) from None
     if kind == A_ASSOCIATE_RJ:
         triple = (body[1], body[2], body[3]) if len(body) >= 4 else (1, 1, 1)
         raise AssociationFailure("rejected", "association rejected", triple)

@@ -55,6 +55,11 @@ class PeerClosed(PduError):
     """The peer closed the connection (possibly in the middle of a PDU)."""
 
 
+class TlsRecord(PduError):
+    """A TLS record (handshake or alert) where a PDU was expected: the peer speaks DICOM over
+    TLS to a plain connection (PS3.15 B.9)."""
+
+
 def abort_pdu(source: int = 2, reason: int = 0) -> bytes:
     """A-ABORT: source 0 = service user, 2 = service provider; reason PS3.8 9.3.8."""
     return bytes([A_ABORT, 0, 0, 0, 0, 4, 0, 0, source, reason])
@@ -78,6 +83,8 @@ class PduReader:
         self._fill(6)
         kind, length = _HEADER.unpack_from(self._buf, self._start)
         if kind not in PDU_NAMES:
+            if kind in (0x15, 0x16) and self._buf[self._start + 1] == 3:
+                raise TlsRecord("TLS where a DICOM PDU was expected: the peer speaks DICOM TLS")
             raise PduError(f"unknown PDU type 0x{kind:02X}")
         if length > self.max_length:
             raise PduError(

@@ -28,7 +28,10 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import ssl
 
 from workstation.dimse.wire import commands as cmd
 from workstation.dimse.wire.negotiation import Negotiated, Rejection, accept
@@ -43,6 +46,7 @@ from workstation.dimse.wire.pdu import (
     RELEASE_RP,
     PduError,
     PduReader,
+    TlsRecord,
     abort_pdu,
     iter_pdvs,
     p_data,
@@ -110,8 +114,11 @@ class Acceptor:
         artim: float = 10.0,
         network_timeout: float = 60.0,
         max_pdu: int = DEFAULT_MAX_PDU,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.ae_title = ae_title
+        #: DICOM TLS (PS3.15 B.9): every connection shakes hands first, in its own thread
+        self.ssl_context = ssl_context
         self.receiver = receiver
         self.allowed_callers = list(allowed_callers)
         self.max_associations = max_associations
@@ -201,7 +208,13 @@ class Acceptor:
 
     def _run(self, conn: socket.socket, address: tuple[str, int]) -> None:
         established = False
+        plain = conn
         try:
+            if self.ssl_context is not None:
+                wrapped = self._handshake(conn, address, self.ssl_context)
+                if wrapped is None:
+                    return
+                conn = wrapped
             negotiated = self._associate(conn, address)
             if negotiated is not None:
                 established = True
@@ -211,17 +224,72 @@ class Acceptor:
                     address[0],
                     address[1],
                 )
-                _Association(self, conn, negotiated).run()
+                try:
+                    _Association(self, conn, negotiated).run()
+                finally:
+                    ended = getattr(self.receiver, "association_ended", None)
+                    if ended is not None:  # the storage SCP audits what was pushed
+                        ended(negotiated, address[0])
         except Exception:  # never let one association take the server down
             log.exception("storage SCP: association from %s:%d failed", *address[:2])
         finally:
             with self._lock:
                 self._waiting.pop(conn, None)
                 self._connections.discard(conn)
+                self._waiting.pop(plain, None)
+                self._connections.discard(plain)
                 if established:
                     self._established -= 1
             with contextlib.suppress(OSError):
                 conn.close()
+
+    def _handshake(
+        self, conn: socket.socket, address: tuple[str, int], context: ssl.SSLContext
+    ) -> socket.socket | None:
+        """The TLS handshake of a new connection, within ARTIM; the TLS socket, or None (one
+        log line says why) when the caller speaks plain DICOM or the handshake fails."""
+        from workstation.dimse.tls import describe_server_error, looks_like_tls
+
+        where = f"{address[0]}:{address[1]}"
+        conn.settimeout(self.artim)
+        try:
+            first = conn.recv(2, socket.MSG_PEEK)
+        except OSError:
+            return None
+        if not first:
+            return None
+        if not looks_like_tls(first):
+            log.warning(
+                "storage SCP: %s speaks plain DICOM to our TLS port (no TLS handshake); "
+                "closed: turn on TLS for us in that peer's settings",
+                where,
+            )
+            return None
+        try:
+            tls = context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        except OSError:
+            return None
+        with self._lock:  # stop() and the waiting limit shut the TLS socket from now on
+            self._connections.discard(conn)
+            self._connections.add(tls)
+            since = self._waiting.pop(conn, None)
+            if since is not None:
+                self._waiting[tls] = since
+        try:
+            tls.do_handshake()
+        except (OSError, ValueError) as exc:
+            log.warning(
+                "storage SCP: TLS handshake with %s failed: %s; closed",
+                where,
+                describe_server_error(exc),
+            )
+            with self._lock:
+                self._waiting.pop(tls, None)
+                self._connections.discard(tls)
+            with contextlib.suppress(OSError):
+                tls.close()
+            return None
+        return tls
 
     def _associate(self, conn: socket.socket, address: tuple[str, int]) -> Negotiated | None:
         """Read and answer the A-ASSOCIATE-RQ; the agreement, or None when refused."""
@@ -235,6 +303,13 @@ class Acceptor:
                 "storage SCP: %s:%d sent no A-ASSOCIATE-RQ within %g s; closed",
                 *address[:2],
                 self.artim,
+            )
+            return None
+        except TlsRecord:
+            log.warning(
+                "storage SCP: %s:%d began a TLS handshake on our plain DICOM port; closed: "
+                "turn off TLS for us in that peer, or turn on TLS for our SCP",
+                *address[:2],
             )
             return None
         except (PduError, OSError) as exc:

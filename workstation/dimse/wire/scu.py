@@ -55,6 +55,8 @@ from workstation.dimse.wire.pdu import (
 )
 
 if TYPE_CHECKING:
+    import ssl
+
     from pydicom.dataset import Dataset
 
     from workstation.dimse.wire.scp import Incoming, Receiver
@@ -97,16 +99,25 @@ def open_association(
     connect_timeout: float | None = 10.0,
     dimse_timeout: float | None = None,
     receiver: Receiver | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> LeanAssociation:
     """Connect, propose ``contexts`` (abstract syntax, transfer syntaxes), and negotiate.
 
     ``scp_roles``: SOP classes for which we ask to be the SCP (C-GET). ``receiver`` gets the
-    C-STOREs a C-GET brings. Raises :class:`AssociationFailure`.
+    C-STOREs a C-GET brings. ``tls``: speak DICOM TLS (PS3.15 B.9), the handshake within
+    ``connect_timeout``. Raises :class:`AssociationFailure` (kind 'tls' for a failed
+    handshake, its ``cause`` the :class:`ssl.SSLError`).
     """
     try:
         sock = socket.create_connection((host, port), timeout=connect_timeout)
     except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
         raise AssociationFailure("connect", str(exc)) from None
+    if tls is not None:
+        try:
+            sock = tls.wrap_socket(sock, server_hostname=host)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            sock.close()
+            raise AssociationFailure("tls", str(exc), cause=exc) from None
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         reader, negotiated = request(
