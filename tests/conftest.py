@@ -165,3 +165,13 @@ def make_orthanc(
     finally:
         for server in servers:
             server.kill()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Say how many peer warnings the rate limit held back now, not after pytest's summary
+    (its closing line stays the run's last)."""
+    from workstation import logs
+
+    if logs._installed is not None:
+        logs._installed.flush()

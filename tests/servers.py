@@ -11,6 +11,7 @@ Python look-alikes named ``findscu``, ``storescu``... that come first on ``PATH`
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import http.client
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 ORTHANC_BINARY = "/usr/sbin/Orthanc"
+#: Debian's orthanc-dicomweb installs the plugin here.
+ORTHANC_DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 DCMTK_DIR = Path("/usr/bin")
 #: dcmqrscp's compiled-in ceiling for studies per storage area.
 MAX_DCMQRSCP_STUDIES = 500
@@ -68,6 +71,13 @@ def port_open(port: int, host: str = LOOPBACK) -> bool:
 def require_binary(path: str | Path, package: str) -> str:
     """``path`` if it is an executable, else a ServerError that says what to install."""
     if not os.access(path, os.X_OK):
+        raise ServerError(f"{path} not found: install it with `apt-get install {package}`")
+    return str(path)
+
+
+def require_file(path: str | Path, package: str) -> str:
+    """``path`` if it exists, else a ServerError that says what to install."""
+    if not Path(path).exists():
         raise ServerError(f"{path} not found: install it with `apt-get install {package}`")
     return str(path)
 
@@ -191,6 +201,21 @@ _ORTHANC_SYNTAX_GROUPS = (
 )  # fmt: skip
 
 
+def orthanc_tls_config(
+    cert: str, key: str, trusted: str, *, client_certificate_required: bool = True
+) -> dict[str, Any]:
+    """``extra_config`` for an Orthanc whose DICOM port speaks TLS only (Orthanc 1.9+):
+    ``cert``/``key`` it presents (and sends as client when moving to a TLS modality),
+    ``trusted`` the PEM file of the CAs it trusts."""
+    return {
+        "DicomTlsEnabled": True,
+        "DicomTlsCertificate": cert,
+        "DicomTlsPrivateKey": key,
+        "DicomTlsTrustedCertificates": trusted,
+        "DicomTlsRemoteCertificateRequired": client_certificate_required,
+    }
+
+
 class OrthancServer(ManagedProcess):
     """Orthanc with its own configuration, storage and index in ``workdir``.
 
@@ -209,10 +234,16 @@ class OrthancServer(ManagedProcess):
         extra_config: dict[str, Any] | None = None,
         verbose: bool = False,
         tcp_nodelay: bool = False,
+        dicomweb: bool = False,
+        users: dict[str, str] | None = None,
     ) -> None:
         super().__init__(workdir, tcp_nodelay=tcp_nodelay)
         self.aet = aet
         self.extra_config = dict(extra_config or {})
+        #: Load the DICOMweb plugin (root ``/dicom-web/``: :attr:`dicomweb_url`).
+        self.dicomweb = dicomweb
+        #: HTTP Basic users (name → password); with any, every HTTP request needs one.
+        self.users = dict(users or {})
         self.verbose = verbose
         self.dicom_port = 0
         self.http_port = 0
@@ -222,6 +253,17 @@ class OrthancServer(ManagedProcess):
     @property
     def node(self) -> RemoteNode:
         return RemoteNode(ae_title=self.aet, host=LOOPBACK, port=self.dicom_port, name="Orthanc")
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.http_port}/dicom-web"
+
+    def _auth_headers(self) -> dict[str, str]:
+        if not self.users:
+            return {}
+        user, password = next(iter(self.users.items()))
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
 
     def config(self) -> dict[str, Any]:
         """The configuration written for the next start (ports included)."""
@@ -250,6 +292,12 @@ class OrthancServer(ManagedProcess):
             "SaveJobs": False,
             "SyncStorageArea": False,  # no fsync per file: uploads are several times faster
         }
+        if self.dicomweb:
+            config["Plugins"] = [require_file(ORTHANC_DICOMWEB_PLUGIN, "orthanc-dicomweb")]
+            config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "EnableWado": False}
+        if self.users:
+            config["AuthenticationEnabled"] = True
+            config["RegisteredUsers"] = dict(self.users)
         config.update(self.extra_config)
         return config
 
@@ -290,7 +338,7 @@ class OrthancServer(ManagedProcess):
                 if self._http is None:
                     self._http = http.client.HTTPConnection(LOOPBACK, self.http_port, timeout=60)
                 try:
-                    self._http.request(method, path, body=data)
+                    self._http.request(method, path, body=data, headers=self._auth_headers())
                     response = self._http.getresponse()
                     payload = response.read()
                     break
@@ -318,7 +366,9 @@ class OrthancServer(ManagedProcess):
             connection = http.client.HTTPConnection(LOOPBACK, self.http_port, timeout=60)
             try:
                 for path in chunk:
-                    connection.request("POST", "/instances", path.read_bytes())
+                    connection.request(
+                        "POST", "/instances", path.read_bytes(), headers=self._auth_headers()
+                    )
                     response = connection.getresponse()
                     payload = response.read()
                     if response.status >= 300:
@@ -332,9 +382,16 @@ class OrthancServer(ManagedProcess):
                 future.result()
         return len(files)
 
-    def add_modality(self, aet: str, host: str = LOOPBACK, port: int = 11113) -> None:
-        """Register (or update) a C-MOVE destination, keyed by its AE title."""
-        self.request("PUT", f"/modalities/{aet}", {"AET": aet, "Host": host, "Port": port})
+    def add_modality(
+        self, aet: str, host: str = LOOPBACK, port: int = 11113, *, tls: bool = False
+    ) -> None:
+        """Register (or update) a C-MOVE destination, keyed by its AE title; ``tls``: Orthanc
+        sends to it over DICOM TLS (the server needs ``DicomTls*`` in ``extra_config``, see
+        :func:`orthanc_tls_config`)."""
+        modality: dict[str, Any] = {"AET": aet, "Host": host, "Port": port}
+        if tls:
+            modality["UseDicomTls"] = True
+        self.request("PUT", f"/modalities/{aet}", modality)
 
     def instance_uids(self, study_uid: str | None = None) -> set[str]:
         """SOP Instance UIDs held (of one study, when given)."""

@@ -35,6 +35,8 @@ _EXPORTS = {
     "send": "workstation.dimse.send",
     "describe_status": "workstation.dimse.status",
     "StorageServer": "workstation.dimse.storage",
+    "TlsServerConfig": "workstation.dimse.tls",
+    "TlsFailed": "workstation.errors",
     "AssociationAborted": "workstation.errors",
     "AssociationRejected": "workstation.errors",
     "ConnectionFailed": "workstation.errors",
@@ -88,6 +90,8 @@ __all__ = [
     "SendProgress",
     "SendState",
     "StorageServer",
+    "TlsFailed",
+    "TlsServerConfig",
     "WorkstationError",
     "describe_status",
     "echo",
@@ -109,6 +113,7 @@ if TYPE_CHECKING:
     from workstation.dimse.send import SendOutcome, SendProgress, SendState, send
     from workstation.dimse.status import describe as describe_status
     from workstation.dimse.storage import StorageServer
+    from workstation.dimse.tls import TlsServerConfig
     from workstation.errors import (
         AssociationAborted,
         AssociationRejected,
@@ -118,6 +123,7 @@ if TYPE_CHECKING:
         NetworkError,
         OperationFailed,
         PortInUse,
+        TlsFailed,
         WorkstationError,
     )
     from workstation.export import ExportReport, export_instances

@@ -19,6 +19,35 @@ _AE_CHARS = re.compile(r"^[\x20-\x7e]{1,16}$")
 class RetrieveMethod(StrEnum):
     MOVE = "move"
     GET = "get"
+    #: WADO-RS, for a DICOMweb node (the only method such a node has).
+    WADO = "wado"
+
+
+#: How a DICOMweb node authenticates: none, HTTP Basic (user and password), or a Bearer token.
+WEB_AUTH_KINDS = ("", "basic", "bearer")
+
+
+def _validate_url(url: str) -> tuple[str, str, int]:
+    """``url`` without a trailing slash, its host and port; raise when it is not http(s)."""
+    from urllib.parse import urlsplit
+
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"cannot read the DICOMweb URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(
+            f"cannot read the DICOMweb URL {url!r}: write it as http(s)://HOST[:PORT]/PATH, "
+            "e.g. http://127.0.0.1:8042/dicom-web"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise InvalidInput(
+            f"the DICOMweb URL {url!r} must not carry a query, a fragment or credentials "
+            "(give the user with --user and the secret in a file)"
+        )
+    return text.rstrip("/"), parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
 def validate_ae_title(title: str) -> str:
@@ -96,11 +125,17 @@ class RemoteNode:
     bytes). ``uid_lists`` says whether the PACS takes a C-MOVE/C-GET naming several UIDs in one
     request (PS3.4 C.2.2.2.2): ``True`` (the default) sends lists and falls back to one request
     per UID when a list is refused; ``False`` sends one request per UID from the start.
+
+    A DICOMweb node (PS3.18) has a ``url`` (``http(s)://HOST[:PORT]/PATH``, the service root):
+    ``host`` and ``port`` come from it, ``ae_title`` is optional, and its retrieve method is
+    WADO-RS. ``auth`` is ``""``, ``"basic"`` (with ``username``) or ``"bearer"``; the password or
+    token is never part of the node: it lives in a file only the user can read
+    (:mod:`workstation.dicomweb.credentials`).
     """
 
-    ae_title: str
-    host: str
-    port: int
+    ae_title: str = ""
+    host: str = ""
+    port: int = 0
     name: str = ""
     retrieve_method: RetrieveMethod = RetrieveMethod.MOVE
     connect_timeout: float = 10.0
@@ -108,8 +143,29 @@ class RemoteNode:
     retrieve_associations: int = 1
     charset: str = "ISO_IR 192"
     uid_lists: bool = True
+    url: str = ""
+    auth: str = ""
+    username: str = ""
+    #: DICOM TLS (PS3.15 B.9): ``tls_ca`` the CA file that signed the PACS's certificate
+    #: (empty: the system's trust store); ``tls_cert``/``tls_key`` our client certificate,
+    #: when the PACS wants one; ``tls_verify_host`` checks that the certificate names ``host``.
+    tls: bool = False
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_verify_host: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "tls", bool(self.tls))
+        object.__setattr__(self, "tls_verify_host", bool(self.tls_verify_host))
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise InvalidInput(
+                "a TLS client certificate needs its private key and the reverse: give both "
+                "(--tls-cert FILE --tls-key FILE)"
+            )
+        if self.url or self.auth or self.username:
+            self._check_web()
+            return
         object.__setattr__(self, "charset", validate_charset(self.charset))
         object.__setattr__(self, "uid_lists", bool(self.uid_lists))
         if not 1 <= int(self.retrieve_associations) <= 16:
@@ -122,14 +178,47 @@ class RemoteNode:
         object.__setattr__(self, "retrieve_method", RetrieveMethod(self.retrieve_method))
         if not self.host:
             raise InvalidInput("a remote node needs a host name or address")
+        if self.retrieve_method is RetrieveMethod.WADO:
+            raise InvalidInput("WADO-RS is for DICOMweb nodes: give the node a URL")
+
+    def _check_web(self) -> None:
+        if not self.url:
+            raise InvalidInput("DICOMweb authentication needs a DICOMweb node: give its URL")
+        url, host, port = _validate_url(self.url)
+        object.__setattr__(self, "url", url)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        if self.ae_title:
+            object.__setattr__(self, "ae_title", validate_ae_title(self.ae_title))
+        object.__setattr__(self, "retrieve_method", RetrieveMethod.WADO)
+        object.__setattr__(self, "charset", validate_charset(self.charset))
+        object.__setattr__(self, "uid_lists", bool(self.uid_lists))
+        object.__setattr__(self, "retrieve_associations", int(self.retrieve_associations))
+        auth = (self.auth or "").strip().lower()
+        if auth not in WEB_AUTH_KINDS:
+            raise InvalidInput(f"unknown DICOMweb authentication {self.auth!r}: basic or bearer")
+        if auth == "basic" and not self.username:
+            raise InvalidInput("Basic authentication needs a user name (--user)")
+        if not auth and self.username:
+            auth = "basic"
+        object.__setattr__(self, "auth", auth)
+
+    @property
+    def is_web(self) -> bool:
+        """A DICOMweb node (QIDO-RS, WADO-RS, STOW-RS) rather than a DIMSE one."""
+        return bool(self.url)
 
     @classmethod
     def parse(cls, text: str, **options: object) -> RemoteNode:
-        """Parse ``AET@HOST:PORT`` (IPv6 as ``AET@[::1]:PORT``)."""
+        """Parse ``AET@HOST:PORT`` (IPv6 as ``AET@[::1]:PORT``), or a DICOMweb service URL
+        ``http(s)://HOST[:PORT]/PATH``."""
+        if re.match(r"\s*[a-z][a-z0-9+.-]*://", text, re.IGNORECASE):
+            return cls(url=text.strip(), **options)  # type: ignore[arg-type]
         match = re.fullmatch(r"\s*([^@]+)@(\[[^\]]+\]|[^:@\s]+):(\S+)\s*", text)
         if not match:
             raise InvalidInput(
-                f"cannot read node {text!r}: write it as AET@HOST:PORT, e.g. ORTHANC@127.0.0.1:4242"
+                f"cannot read node {text!r}: write it as AET@HOST:PORT, e.g. "
+                "ORTHANC@127.0.0.1:4242, or as a DICOMweb URL http(s)://HOST[:PORT]/PATH"
             )
         aet, host, port = match.groups()
         host = host.strip("[]")
@@ -140,9 +229,11 @@ class RemoteNode:
 
     @property
     def label(self) -> str:
-        return self.name or self.ae_title
+        return self.name or self.ae_title or self.url
 
     def __str__(self) -> str:
+        if self.url:
+            return self.url
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.ae_title}@{host}:{self.port}"
 

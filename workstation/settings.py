@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
@@ -26,6 +26,9 @@ from workstation.nodes import (
     LocalAE,
     RemoteNode,
 )
+
+if TYPE_CHECKING:
+    from workstation.dimse.tls import TlsServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,14 @@ class Settings:
     #: ``serve_port`` with our AE title, bound like the storage SCP (``store_bind``).
     serve_enabled: bool = False
     serve_port: int = DEFAULT_SERVE_PORT
+    #: DICOM TLS on our storage SCP and Q/R SCP (PS3.15 B.9): our certificate and private key
+    #: (PEM); with ``scp_tls_require_client_cert`` callers must present a certificate signed
+    #: by ``scp_tls_ca`` (empty: the system's trust store).
+    scp_tls: bool = False
+    scp_tls_cert: str = ""
+    scp_tls_key: str = ""
+    scp_tls_ca: str = ""
+    scp_tls_require_client_cert: bool = False
     #: "Open with ▸ name" in the Local store: name → command, e.g. ``"Weasis": "weasis
     #: {folder}"``; ``{folder}`` becomes the study or series folder (appended when absent).
     external_viewers: dict[str, str] = field(default_factory=dict)
@@ -70,8 +81,22 @@ class Settings:
     def serve_callers(self) -> list[str]:
         """Who may query and retrieve from our Q/R SCP: the allowed callers and the AE
         titles of the saved nodes."""
-        titles = [*self.allowed_callers, *(node.ae_title for node in self.nodes.values())]
+        titles = [
+            *self.allowed_callers,
+            *(node.ae_title for node in self.nodes.values() if node.ae_title),
+        ]
         return list(dict.fromkeys(titles))
+
+    @property
+    def scp_tls_config(self) -> TlsServerConfig | None:
+        """Our SCPs' TLS settings, or None when they speak plain DICOM."""
+        if not self.scp_tls:
+            return None
+        from workstation.dimse.tls import TlsServerConfig
+
+        return TlsServerConfig(
+            self.scp_tls_cert, self.scp_tls_key, self.scp_tls_ca, self.scp_tls_require_client_cert
+        )
 
     @property
     def local_ae(self) -> LocalAE:
@@ -82,7 +107,7 @@ class Settings:
         for name, node in self.nodes.items():
             if name.lower() == name_or_address.lower():
                 return node
-        if "@" in name_or_address:
+        if "@" in name_or_address or "://" in name_or_address:  # AET@HOST:PORT or a URL
             return RemoteNode.parse(name_or_address)
         known = ", ".join(sorted(self.nodes)) or "none saved yet"
         raise InvalidInput(

@@ -42,10 +42,21 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=seconds, default=None, help="seconds to wait for each response"
     )
+    from workstation.cli.tls_args import add_client_arguments
+
+    add_client_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from workstation.cli import io_cmds, node_cmds, query_cmds, retrieve_cmds, send_cmds, serve_cmds
+    from workstation.cli import (
+        audit_cmds,
+        io_cmds,
+        node_cmds,
+        query_cmds,
+        retrieve_cmds,
+        send_cmds,
+        serve_cmds,
+    )
 
     parser = _Parser(
         prog="workstation",
@@ -95,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     node_cmds.add_parser(sub, _add_common)
     serve_cmds.add_parser(sub, _add_common)
     io_cmds.add_parsers(sub, _add_common)
+    audit_cmds.add_parser(sub, _add_common)
     return parser
 
 

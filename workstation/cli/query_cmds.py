@@ -24,6 +24,9 @@ def resolve_target(args: argparse.Namespace) -> tuple[RemoteNode, str]:
     node = settings.node(args.target)
     if args.timeout is not None:
         node = node.with_options(dimse_timeout=args.timeout, connect_timeout=args.timeout)
+    from workstation.cli.tls_args import apply_client
+
+    node = apply_client(node, args)
     return node, args.aet or settings.ae_title
 
 

@@ -18,6 +18,8 @@ from workstation.errors import InvalidInput
 
 if TYPE_CHECKING:
     from workstation.dimse.outcome import RetrieveOutcome, RetrieveProgress
+    from workstation.dimse.tls import TlsServerConfig
+    from workstation.nodes import RemoteNode
     from workstation.store import StoredInstance
 
 
@@ -106,6 +108,9 @@ def add_store_scp_arguments(parser: argparse.ArgumentParser) -> None:
         "faster, but a power cut may lose the last instances a sender was told are stored "
         "(default: fsync each instance before answering)",
     )
+    from workstation.cli.tls_args import add_server_arguments
+
+    add_server_arguments(parser)
 
 
 class ProgressLine:
@@ -201,7 +206,8 @@ def run_retrieve(args: argparse.Namespace) -> int:
                 # The move's sub-operations come from the PACS: accept it and the callers the
                 # user configured, nobody else.
                 allowed = [node.ae_title, *settings.allowed_callers]
-                with StorageServer(local, store, allowed_callers=allowed) as scp:
+                tls = _move_scp_tls(node, settings)
+                with StorageServer(local, store, allowed_callers=allowed, tls=tls) as scp:
                     outcome = move(node, query, scp, **options)
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -214,6 +220,18 @@ def run_retrieve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return _print_outcome(outcome, args.json)
+
+
+def _move_scp_tls(node: RemoteNode, settings: settings_mod.Settings) -> TlsServerConfig | None:
+    """The TLS of a move's storage SCP: the Local AE settings' when they turn it on; else, for
+    a move over TLS, our client certificate serves the SCP too (as DCMTK movescu +tls does),
+    so the PACS may send the instances over TLS; else plain DICOM."""
+    configured = settings.scp_tls_config
+    if configured is not None or not node.tls or not node.tls_cert:
+        return configured
+    from workstation.dimse.tls import TlsServerConfig
+
+    return TlsServerConfig(node.tls_cert, node.tls_key, node.tls_ca)
 
 
 def _bind_towards(host: str, configured: str) -> str:
@@ -231,6 +249,7 @@ def _bind_towards(host: str, configured: str) -> str:
 
 
 def run_store_scp(args: argparse.Namespace) -> int:
+    from workstation.cli.tls_args import server_config
     from workstation.dimse.storage import StorageServer
     from workstation.nodes import LocalAE
     from workstation.store import LocalStore
@@ -261,7 +280,11 @@ def run_store_scp(args: argparse.Namespace) -> int:
         with (
             LocalStore(args.store or settings.store_dir) as store,
             StorageServer(
-                local, store, allowed_callers=allowed, batched_sync=args.batched_sync
+                local,
+                store,
+                allowed_callers=allowed,
+                batched_sync=args.batched_sync,
+                tls=server_config(args, settings),
             ) as scp,
         ):
             scp.subscribe(report)

@@ -9,6 +9,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from workstation import audit
 from workstation import settings as settings_mod
 from workstation.cli.query_cmds import resolve_target
 from workstation.cli.retrieve_cmds import ProgressLine
@@ -100,6 +101,7 @@ def run_send(args: argparse.Namespace) -> int:
             "--store goes with --study/--series (files are sent from where they are)"
         )
     settings = settings_mod.load()
+    audit.use_store_folder(settings.store_dir)  # loose files are audited in the user's store
     node, aet = resolve_target(args)
     progress = SendProgressLine(sys.stderr.isatty())
     token = CancelToken()

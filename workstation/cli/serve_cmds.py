@@ -63,6 +63,9 @@ def add_parser(sub: Any, add_common: Callable[[argparse.ArgumentParser], None]) 
     who.add_argument(
         "--allow-any", action="store_true", help="accept associations from any calling AE title"
     )
+    from workstation.cli.tls_args import add_server_arguments
+
+    add_server_arguments(p)
     p.set_defaults(func=run_serve)
 
 
@@ -81,6 +84,7 @@ def _destinations(fallback: settings_mod.Settings) -> Callable[[], Iterable[Remo
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from workstation.cli.tls_args import server_config
     from workstation.serve import QRServer
     from workstation.store import LocalStore
 
@@ -107,6 +111,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 bind=args.bind or settings.store_bind,
                 destinations=_destinations(settings),
                 allowed_callers=allowed,
+                tls=server_config(args, settings),
             )
             with server:
                 callers = ", ".join(allowed) if allowed is not None else "any AE title"

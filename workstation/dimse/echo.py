@@ -23,6 +23,10 @@ class EchoResult:
 
 def echo(node: RemoteNode, *, calling_aet: str = DEFAULT_AE_TITLE) -> EchoResult:
     """Verify that ``node`` answers a C-ECHO; raise with what to check if it does not."""
+    if node.is_web:  # a DICOMweb node: one QIDO-RS search checks the URL and credentials
+        from workstation.dicomweb.client import web_echo
+
+        return EchoResult(node, describe(0x0000), web_echo(node))
     start = time.perf_counter()
     with associate(node, [(VERIFICATION, None)], calling_aet=calling_aet) as assoc:
         status = assoc.send_c_echo()

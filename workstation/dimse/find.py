@@ -268,6 +268,12 @@ def find(
     """
     if limit is not None and limit < 1:
         limit = None
+    if node.is_web:  # a DICOMweb node: QIDO-RS, same results
+        from workstation.dicomweb.qido import web_find
+
+        return web_find(
+            node, query, calling_aet=calling_aet, limit=limit, cancel=cancel, refine=refine
+        )
     return FindResults(
         node, query, calling_aet=calling_aet, limit=limit, cancel=cancel, refine=refine
     )

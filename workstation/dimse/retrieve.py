@@ -24,6 +24,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from workstation import audit
 from workstation.cancel import CancelToken
 from workstation.dimse.association import associate
 from workstation.dimse.outcome import ExpectedInstance, RetrieveOutcome
@@ -168,6 +169,14 @@ def _remember(outcome: RetrieveOutcome) -> RetrieveOutcome:
     return outcome
 
 
+def _audited(
+    store: LocalStore, outcome: RetrieveOutcome, query: Query | None, aet: str, dest: str = ""
+) -> RetrieveOutcome:
+    """Record the retrieve in the store's audit trail (never fails it)."""
+    audit.record_retrieve(store, outcome, query, aet, dest)
+    return outcome
+
+
 def _nothing_to_send(retrieval: Retrieval, plan: RetrievePlan) -> bool:
     """Cancelled before it began, or everything is already in the store (only_missing)."""
     if retrieval.token.cancelled:
@@ -196,8 +205,18 @@ def move(
     The move destination is ``scp``'s AE title; the PACS must know it with our host and port.
     ``only_missing`` leaves out the listed instances ``scp``'s store already holds.
     Returns a :class:`RetrieveOutcome`; transport failures before anything was sent raise
-    :class:`~workstation.errors.NetworkError`.
+    :class:`~workstation.errors.NetworkError`. A DICOMweb node is retrieved from by WADO-RS
+    into ``scp``'s store (:mod:`workstation.dicomweb.wado`).
     """
+    if node.is_web:
+        from workstation.dicomweb.wado import wado_retrieve
+
+        outcome = wado_retrieve(
+            node, query, scp.store, on_progress=on_progress, cancel=cancel,
+            calling_aet=calling_aet or scp.ae_title, idle_timeout=idle_timeout,
+            total_timeout=total_timeout, retry_of=retry_of, only_missing=only_missing,
+        )  # fmt: skip
+        return _audited(scp.store, outcome, query, calling_aet or scp.ae_title)
     if not scp.running:
         scp.start()
     aet = calling_aet or scp.ae_title
@@ -216,7 +235,7 @@ def move(
     hint = f"port {scp.port}"
     try:
         if _nothing_to_send(retrieval, plan):
-            return retrieval.outcome()
+            return _audited(scp.store, retrieval.outcome(), query, aet, scp.ae_title)
 
         def open_one() -> Any:
             return associate(
@@ -240,7 +259,7 @@ def move(
     finally:
         scp.drain()
         unsubscribe()
-    return _remember(retrieval.outcome(hint))
+    return _audited(scp.store, _remember(retrieval.outcome(hint)), query, aet, scp.ae_title)
 
 
 class _RoleRefused(NetworkError):
@@ -312,8 +331,18 @@ def get(
 
     Proposes storage contexts for the SOP classes the listing found (compressed transfer
     syntaxes too) with SCP role selection, within pynetdicom's 128-context limit.
-    ``only_missing`` leaves out the listed instances ``store`` already holds.
+    ``only_missing`` leaves out the listed instances ``store`` already holds. A DICOMweb node
+    is retrieved from by WADO-RS (:mod:`workstation.dicomweb.wado`).
     """
+    if node.is_web:
+        from workstation.dicomweb.wado import wado_retrieve
+
+        outcome = wado_retrieve(
+            node, query, store, on_progress=on_progress, cancel=cancel, calling_aet=calling_aet,
+            idle_timeout=idle_timeout, total_timeout=total_timeout, retry_of=retry_of,
+            only_missing=only_missing,
+        )  # fmt: skip
+        return _audited(store, outcome, query, calling_aet)
     kwargs = dict(
         on_progress=on_progress,
         cancel=cancel,
@@ -354,7 +383,7 @@ def get(
 
     try:
         if _nothing_to_send(retrieval, plan):
-            return retrieval.outcome()
+            return _audited(store, retrieval.outcome(), query, calling_aet)
         lanes, requests = _parallel_plan(node, plan, model)
         try:
             if lanes > 1:
@@ -371,7 +400,7 @@ def get(
         retrieval.error = str(exc)
     finally:
         sink.close()  # writes what is queued, then ends its writer thread
-    return _remember(retrieval.outcome())
+    return _audited(store, _remember(retrieval.outcome()), query, calling_aet)
 
 
 def retry(

@@ -31,10 +31,11 @@ from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workstation import audit
 from workstation.cancel import CancelToken
 from workstation.dimse.association import associate, ended_error
 from workstation.dimse.status import Category, describe
-from workstation.errors import InvalidInput, NetworkError, NoAcceptedContext
+from workstation.errors import InvalidInput, NetworkError, NoAcceptedContext, WorkstationError
 from workstation.nodes import DEFAULT_AE_TITLE, RemoteNode
 from workstation.store.header import read_header
 from workstation.store.layout import resolve_in_root
@@ -67,6 +68,9 @@ class SendItem:
     sop_instance_uid: str
     transfer_syntax_uid: str
     size: int = 0
+    #: For the audit trail: the study, and (Patient ID, Patient's Name) when read from a file.
+    study_uid: str = ""
+    patient: tuple[str, str] = ("", "")
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,8 @@ def select_paths(paths: Iterable[str | os.PathLike[str]]) -> SendSelection:
                 record.sop_instance_uid,
                 record.transfer_syntax_uid,
                 size,
+                record.study_uid,
+                (record.patient_id, record.patient_name),
             )
         )
     return SendSelection(tuple(items), tuple(skipped), tuple(unreadable))
@@ -167,6 +173,7 @@ def select_from_store(
                     entry.sop_instance_uid,
                     entry.transfer_syntax_uid,
                     entry.size,
+                    entry.study_uid,
                 ),
             )
     return SendSelection(tuple(items.values()))
@@ -458,7 +465,21 @@ def send(
             f" ({skipped} file{'s' if skipped != 1 else ''} that are not DICOM)" if skipped else ""
         )
         raise InvalidInput(f"nothing to send: no DICOM instances in what was given{note}")
-    return _Sender(node, selection, calling_aet, on_progress, cancel or CancelToken()).run()
+    studies = [item.study_uid for item in selection.items]
+    patients = [item.patient for item in selection.items]
+    try:
+        if node.is_web:  # a DICOMweb node: STOW-RS, same outcome
+            from workstation.dicomweb.stow import stow_send
+
+            outcome = stow_send(node, selection, on_progress=on_progress, cancel=cancel)
+        else:
+            token = cancel or CancelToken()
+            outcome = _Sender(node, selection, calling_aet, on_progress, token).run()
+    except WorkstationError as exc:  # the first association could not be opened
+        audit.record_send(store, node, calling_aet, None, studies, patients, exc, len(selection))
+        raise
+    audit.record_send(store, node, calling_aet, outcome, studies, patients)
+    return outcome
 
 
 def _as_uids(value: str | Iterable[str] | None) -> list[str]:

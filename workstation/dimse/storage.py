@@ -22,7 +22,9 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from workstation import audit
 from workstation.dimse.ports import program_on_port
 from workstation.dimse.wire.negotiation import Negotiated
 from workstation.dimse.wire.scp import Acceptor
@@ -32,6 +34,9 @@ from workstation.store import LocalStore, StoredInstance
 from workstation.store.filemeta import file_meta
 from workstation.store.local_store import DatasetMismatch
 from workstation.store.records import InstanceRecord
+
+if TYPE_CHECKING:
+    from workstation.dimse.tls import TlsServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,8 @@ class StoreSink:
         self.received = 0
         self._write_failures = 0
         self._write_failure_reason = ""
+        #: What each association running pushed so far (for the audit trail), by id().
+        self._pushes: dict[int, audit.PushTally] = {}
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback`` (on an association thread) for each instance stored."""
@@ -81,6 +88,7 @@ class StoreSink:
         *,
         durable: bool = True,
         defer: bool = False,
+        tally: audit.PushTally | None = None,
     ) -> tuple[int, str | None]:
         """Store a received Part-10 file (bytes, or a temporary file it consumes); return the
         C-STORE status and comment.
@@ -118,6 +126,8 @@ class StoreSink:
             self._write_failed(exc)
             _discard(data)
             return OUT_OF_RESOURCES, "cannot write to the local store"
+        if tally is not None:
+            tally.studies[stored.study_uid] = None
         self._announce(stored)
         return SUCCESS, None
 
@@ -192,7 +202,26 @@ class StoreSink:
             transfer_syntax,
             durable=not (sub_operation or self.batched_sync),
             defer=sub_operation,
+            tally=None if sub_operation else self._tally(assoc),
         )
+
+    def _tally(self, assoc: Negotiated) -> audit.PushTally:
+        tally = self._pushes.get(id(assoc))
+        if tally is None:
+            with self._lock:
+                tally = self._pushes.setdefault(
+                    id(assoc), audit.PushTally(assoc.calling_aet, assoc.called_aet)
+                )
+        return tally
+
+    def association_ended(self, assoc: Negotiated, host: str) -> None:
+        """An association ended (the lean SCP's hook): audit what it pushed, if anything.
+        Instances sent for a retrieve are the retrieve's to audit."""
+        with self._lock:
+            tally = self._pushes.pop(id(assoc), None)
+        if tally is not None:
+            tally.host = host
+            audit.record_push(self.store, tally)
 
 
 class _Incoming:
@@ -208,8 +237,10 @@ class _Incoming:
         *,
         durable: bool,
         defer: bool = False,
+        tally: audit.PushTally | None = None,
     ) -> None:
         self.sink = sink
+        self.tally = tally
         self.durable = durable
         self.defer = defer
         self.caller = caller
@@ -246,6 +277,15 @@ class _Incoming:
             self.refusal = (OUT_OF_RESOURCES, "cannot write to the local store")
 
     def finish(self) -> tuple[int, str | None]:
+        result = self._finish()
+        if self.tally is not None:
+            if result[0] == SUCCESS:
+                self.tally.stored += 1
+            else:
+                self.tally.failed += 1
+        return result
+
+    def _finish(self) -> tuple[int, str | None]:
         if self.refusal is not None:
             self.abandon()
             return self.refusal
@@ -253,10 +293,17 @@ class _Incoming:
             data = b"".join(self.parts)
             self.parts = []
             return self.sink.store_instance(
-                data, self.caller, self.expect, durable=self.durable, defer=self.defer
+                data,
+                self.caller,
+                self.expect,
+                durable=self.durable,
+                defer=self.defer,
+                tally=self.tally,
             )
         self._close_file()
-        return self.sink.store_instance(self.path, self.caller, self.expect, durable=self.durable)
+        return self.sink.store_instance(
+            self.path, self.caller, self.expect, durable=self.durable, tally=self.tally
+        )
 
     def abandon(self) -> None:
         self.parts = []
@@ -366,9 +413,12 @@ class StorageServer(StoreSink):
         artim: float = 10.0,
         network_timeout: float = 60.0,
         batched_sync: bool = False,
+        tls: TlsServerConfig | None = None,
     ) -> None:
         super().__init__(store, batched_sync=batched_sync)
         self.local = local
+        #: DICOM TLS (PS3.15 B.9): our certificate and key, and whom we require as clients
+        self.tls = tls
         self.allowed_callers = list(allowed_callers)
         self.artim = artim
         self.network_timeout = network_timeout
@@ -431,6 +481,7 @@ class StorageServer(StoreSink):
         return self
 
     def _start(self) -> None:
+        ssl_context = self.tls.context() if self.tls is not None else None
         try:
             self._server = Acceptor(
                 self.local.ae_title,
@@ -441,6 +492,7 @@ class StorageServer(StoreSink):
                 max_associations=32,
                 artim=self.artim,
                 network_timeout=self.network_timeout,
+                ssl_context=ssl_context,
             ).start()
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
@@ -465,7 +517,12 @@ class StorageServer(StoreSink):
             ) from None
         with _running_lock:
             _running[self.port] = self
-        log.info("storage SCP %s listening on port %d", self.ae_title, self.port)
+        log.info(
+            "storage SCP %s listening on port %d%s",
+            self.ae_title,
+            self.port,
+            " (DICOM TLS)" if ssl_context is not None else "",
+        )
 
     def stop(self) -> None:
         with self._start_lock:

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workstation import audit
 from workstation.errors import InvalidInput, StoreError
 from workstation.store.layout import instance_path, resolve_in_root, validate_uid
 
@@ -213,6 +214,7 @@ def export_instances(
         " as DICOMDIR" if dicomdir else "",
         " in a ZIP file" if zip else "",
     )
+    audit.record_export(store, report, list(dict.fromkeys(e.study_uid for e, _ in files)))
     return report
 
 

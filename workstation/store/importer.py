@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from workstation import audit
 from workstation.errors import InvalidInput, StoreError
 
 if TYPE_CHECKING:
@@ -155,6 +156,7 @@ class _Counts:
     failed: int = 0
     conflicts: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    studies: dict[str, None] = field(default_factory=dict)  # for the audit trail
 
     def fail(self, name: str, reason: str) -> None:
         self.failed += 1
@@ -198,6 +200,7 @@ def import_paths(
     Returns the counts (see :class:`ImportReport`); ``progress`` is called after each file.
     """
     sources: list[_Source] = []
+    paths = list(paths)
     with contextlib.ExitStack() as stack:
         for path in paths:
             sources.extend(_plan(store, Path(path), stack))
@@ -216,6 +219,7 @@ def import_paths(
                 progress(ImportProgress(done, total, counts.report()))
     report = counts.report(cancelled)
     log.info("import: %s", report.summary())  # counts only: names may hold patient data
+    audit.record_import(store, report, tuple(counts.studies), [str(p) for p in paths])
     return report
 
 
@@ -411,6 +415,7 @@ def _import_one(store: LocalStore, source: _Source, counts: _Counts) -> None:
 
 
 def _count(stored: StoredInstance, counts: _Counts) -> None:
+    counts.studies[stored.study_uid] = None
     if stored.conflict is not None:
         counts.conflicts += 1
     elif stored.duplicate:

@@ -64,6 +64,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workstation import audit
 from workstation.errors import InvalidInput, StoreError, StoreUnusable
 from workstation.store.batch import CommitResult
 from workstation.store.header import read_header
@@ -354,11 +355,13 @@ class LocalStore:
     def delete_study(self, study_uid: str) -> int:
         """Delete a study's files and rows; return the number of instance rows removed."""
         rel = study_path(study_uid)
-        with self._guard:
-            self._trusted.clear()
-            taken = self._trash.take([rel])
-            future = self.index.submit_delete_study(study_uid)
-        return self._finish_delete(future.result, taken)
+        with audit.deletion(self, "study", study_uid, [study_uid]) as deleted:
+            with self._guard:
+                self._trusted.clear()
+                taken = self._trash.take([rel])
+                future = self.index.submit_delete_study(study_uid)
+            deleted.count = self._finish_delete(future.result, taken)
+        return deleted.count
 
     def delete_series(self, series_uid: str) -> int:
         """Delete a series' files and rows; return the number of instance rows removed."""
@@ -367,11 +370,13 @@ class LocalStore:
         rels = [
             series_path(study, series_uid) for study in self.index.series_study_uids(series_uid)
         ]
-        with self._guard:
-            self._trusted.clear()
-            taken = self._trash.take(rels)
-            future = self.index.submit_delete_series(series_uid)
-        count = self._finish_delete(future.result, taken)
+        studies = sorted({rel.parent.name for rel in rels})
+        with audit.deletion(self, "series", series_uid, studies) as deleted:
+            with self._guard:
+                self._trusted.clear()
+                taken = self._trash.take(rels)
+                future = self.index.submit_delete_series(series_uid)
+            deleted.count = count = self._finish_delete(future.result, taken)
         with self._lock:
             for rel in rels:
                 with contextlib.suppress(OSError):  # not empty, or gone

@@ -41,7 +41,6 @@ from workstation.ui.nodes_dialog import NodesDialog
 from workstation.ui.query_panel import QueryPanel
 from workstation.ui.queue_view import QueueView
 from workstation.ui.retrieve_plan import RetrievePlan, plan_series, plan_studies
-from workstation.ui.send_status import SendStatus
 from workstation.ui.series_panel import SeriesPanel
 from workstation.ui.session import Session
 from workstation.ui.store_browser import StoreBrowser
@@ -86,7 +85,6 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)  # files and folders dropped on the window are imported
         self.store_browser.set_send_targets(lambda: sorted(session.nodes))
         self.store_browser.set_external_viewers(lambda: self.session.settings.external_viewers)
-        self.send_status = SendStatus(session.store, self.runner, lambda: session.settings.ae_title)
         self.tracker = LocalTracker(session.store, self.study_model, self.runner, self)
         self._build_layout()
         self._build_log_dock()
@@ -197,6 +195,7 @@ class MainWindow(QMainWindow):
         node_menu.addAction(self.echo_action)
         view_menu = menu.addMenu("&View")
         view_menu.addAction(self.log_dock.toggleViewAction())
+        self.audit_action = view_menu.addAction("Audit trail…", self.show_audit_trail)
         toolbar = QToolBar("Main")
         toolbar.setObjectName("mainToolbar")
         toolbar.setMovable(False)
@@ -227,7 +226,6 @@ class MainWindow(QMainWindow):
             "Our storage SCP: where C-MOVE retrieves and pushes from other systems arrive"
         )
         self.statusBar().addWidget(self.status_label, 1)
-        self.statusBar().addPermanentWidget(self.send_status)
         self.statusBar().addPermanentWidget(self.scp_label)
         if self.session.settings.serve_enabled:  # Nodes → Local AE → Serve the local store
             self.serve_label = QLabel(self.session.serve_status)
@@ -263,7 +261,6 @@ class MainWindow(QMainWindow):
         self.import_export.imported.connect(self._imported)
         self.store_browser.export_requested.connect(self.import_export.ask_export)
         self.store_browser.send_requested.connect(self.send_from_store)
-        self.send_status.message.connect(self.statusBar().showMessage)
 
     def _splitters(self) -> dict[str, QSplitter]:
         return {"main": self.main_splitter, "results": self.results_splitter}
@@ -418,12 +415,36 @@ class MainWindow(QMainWindow):
         self.store_browser.select_study(study_uid)
 
     def send_from_store(self, node_name: str, study_uid: str, series_uid: str = "") -> None:
-        """Send a study (or one of its series) of the local store to a node, in a worker."""
+        """Queue a send of a study (or one of its series) of the local store to a node: the
+        queue pane shows its progress, Cancel, Retry and the instances not sent."""
         node = self.session.node(node_name)
         if node is None:
             self.statusBar().showMessage(f"No node named {node_name}", 5000)
             return
-        self.send_status.send(node, study_uid=study_uid, series_uid=series_uid or None)
+        queue = self.session.queue
+        series = (series_uid,) if series_uid else ()
+
+        def work(_context: object) -> str:  # reads the store's index: not on the GUI thread
+            queue.submit_send(node, study_uid=study_uid, series_uids=series)
+            return f"Queued a send of the {'series' if series else 'study'} to {node.label}"
+
+        self.runner.run(
+            work,
+            title=f"Send to {node.label}",
+            success=lambda text: self.statusBar().showMessage(text, 5000),
+        )
+
+    def show_audit_trail(self) -> None:
+        """View → Audit trail…: the store's retrieves, sends, exports, imports, deletions."""
+        from workstation.ui.audit_view import AuditDialog
+
+        dialog = getattr(self, "audit_dialog", None)
+        if dialog is None:
+            dialog = self.audit_dialog = AuditDialog(self.session.store.root, self.runner, self)
+        else:
+            dialog.reload()
+        dialog.show()
+        dialog.raise_()
 
     # -- nodes ---------------------------------------------------------------------------------
 

@@ -48,12 +48,17 @@ from workstation.nodes import (
 )
 from workstation.settings import Settings
 from workstation.ui.tasks import Task, TaskRunner, describe_error
+from workstation.ui.tls_group import TlsGroup
 
 log = logging.getLogger(__name__)
 
 OK_STYLE = "color: #1b7f2a; font-weight: 600;"
 ERROR_STYLE = "color: #c0152f;"
-_METHODS = (("C-MOVE", RetrieveMethod.MOVE), ("C-GET", RetrieveMethod.GET))
+_METHODS = (
+    ("C-MOVE", RetrieveMethod.MOVE),
+    ("C-GET", RetrieveMethod.GET),
+    ("WADO-RS (DICOMweb nodes)", RetrieveMethod.WADO),
+)
 
 
 @dataclass
@@ -70,6 +75,16 @@ class NodeDraft:
     retrieve_associations: int = 1
     charset: str = CHARSETS[0]
     uid_lists: bool = True
+    #: A DICOMweb node's URL and authentication, kept as saved (``workstation nodes add``
+    #: edits them; host and port then come from the URL).
+    url: str = ""
+    auth: str = ""
+    username: str = ""
+    tls: bool = False
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_verify_host: bool = True
 
     @classmethod
     def of(cls, node: RemoteNode) -> NodeDraft:
@@ -90,6 +105,14 @@ class NodeDraft:
             retrieve_associations=self.retrieve_associations,
             charset=self.charset,
             uid_lists=self.uid_lists,
+            url=self.url,
+            auth=self.auth,
+            username=self.username,
+            tls=self.tls,
+            tls_ca=self.tls_ca.strip(),
+            tls_cert=self.tls_cert.strip(),
+            tls_key=self.tls_key.strip(),
+            tls_verify_host=self.tls_verify_host,
         )
 
 
@@ -199,6 +222,8 @@ class NodesDialog(QDialog):
         self.form_box = QGroupBox("Node")
         right = QVBoxLayout(self.form_box)
         right.addLayout(form)
+        self.tls_group = TlsGroup()
+        right.addWidget(self.tls_group)
         right.addWidget(self.node_error)
         right.addStretch(1)
         right.addLayout(echo_row)
@@ -211,6 +236,7 @@ class NodesDialog(QDialog):
         self.lanes_spin.valueChanged.connect(self._form_edited)
         self.charset_combo.currentIndexChanged.connect(self._form_edited)
         self.lists_check.toggled.connect(self._form_edited)
+        self.tls_group.edited.connect(self._form_edited)
         self.echo_button.clicked.connect(self.run_echo)
 
         page = QWidget()
@@ -260,6 +286,15 @@ class NodesDialog(QDialog):
         form.addRow("Store folder", folder)
         form.addRow("Allowed calling AE titles", self.callers_edit)
         form.addRow("Serving", serve)
+        self.scp_tls_group = TlsGroup(server=True)
+        self.scp_tls_group.set_values(
+            current.scp_tls,
+            current.scp_tls_ca,
+            current.scp_tls_cert,
+            current.scp_tls_key,
+            current.scp_tls_require_client_cert,
+        )
+        self.scp_tls_group.edited.connect(self._local_edited)
         hint = QLabel(
             "The PACS must know our AE title, this computer's address and the storage port to "
             "send retrieved images (C-MOVE). Separate allowed AE titles with commas."
@@ -269,6 +304,7 @@ class NodesDialog(QDialog):
         page = QWidget()
         layout = QVBoxLayout(page)
         layout.addLayout(form)
+        layout.addWidget(self.scp_tls_group)
         layout.addWidget(self.local_error)
         layout.addStretch(1)
         layout.addWidget(hint)
@@ -314,6 +350,9 @@ class NodesDialog(QDialog):
             self.lanes_spin.setValue(shown.retrieve_associations)
             self.charset_combo.setCurrentIndex(max(0, self.charset_combo.findData(shown.charset)))
             self.lists_check.setChecked(shown.uid_lists)
+            self.tls_group.set_values(
+                shown.tls, shown.tls_ca, shown.tls_cert, shown.tls_key, shown.tls_verify_host
+            )
         finally:
             self._loading = False
         self._check_draft(row)
@@ -333,6 +372,13 @@ class NodesDialog(QDialog):
         draft.retrieve_associations = self.lanes_spin.value()
         draft.charset = str(self.charset_combo.currentData())
         draft.uid_lists = self.lists_check.isChecked()
+        (
+            draft.tls,
+            draft.tls_ca,
+            draft.tls_cert,
+            draft.tls_key,
+            draft.tls_verify_host,
+        ) = self.tls_group.values()
         item = self.node_list.item(row)
         item.setText(draft.name or "(unnamed)")
         self.echo_result.setText("")
@@ -426,7 +472,15 @@ class NodesDialog(QDialog):
         serve_port = LocalAE(local.ae_title, self.serve_port_edit.text()).port  # type: ignore[arg-type]
         if not serve_port:
             raise InvalidInput("give the port to serve the local store on (e.g. 11114)")
+        tls, ca, cert, key, require = self.scp_tls_group.values()
+        if tls and not (cert and key):
+            raise InvalidInput("DICOM TLS for our SCPs needs our certificate and its private key")
         return {
+            "scp_tls": tls,
+            "scp_tls_cert": cert,
+            "scp_tls_key": key,
+            "scp_tls_ca": ca,
+            "scp_tls_require_client_cert": require,
             "ae_title": local.ae_title,
             "store_port": local.port,
             "store_dir": folder,
