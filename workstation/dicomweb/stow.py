@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +23,8 @@ from workstation.dimse.send import (
     ProgressCallback,
     SendItem,
     SendOutcome,
-    SendProgress,
+    SendRun,
     SendSelection,
-    SendState,
     _selection,
 )
 from workstation.dimse.status import describe
@@ -73,29 +71,8 @@ def _failure_reason(item: dict[str, Any]) -> tuple[int | None, str]:
     return code, f"the node did not store it: {describe(code)}"
 
 
-class _Stower:
-    def __init__(
-        self,
-        node: RemoteNode,
-        selection: SendSelection,
-        on_progress: ProgressCallback | None,
-        cancel: CancelToken,
-    ) -> None:
-        self.node = node
-        self.selection = selection
-        self.items = selection.items
-        self.on_progress = on_progress
-        self.cancel = cancel
-        self.results: dict[int, InstanceResult] = {}
-        self.bytes = 0
-        self.total_bytes = sum(item.size for item in self.items)
-        self.started = time.monotonic()
-        self.message = ""
-        self.requests = 0
-        self.unreadable = [
-            InstanceResult("", "", str(path), False, reason=reason)
-            for path, reason in selection.unreadable
-        ]
+class _Stower(SendRun):
+    """One STOW-RS send: the instances in batches, one HTTP request each."""
 
     def run(self) -> SendOutcome:
         self._progress()
@@ -150,10 +127,10 @@ class _Stower:
                 body=encode_parts(boundary, PART_TYPE, paths, on_file),
                 what=f"STOW-RS of {len(batch)} instances",
             )
-            self.requests += 1
+            self.connections += 1
             body = response.read()
         except HttpStatusError as exc:
-            self.requests += 1
+            self.connections += 1
             reason = str(exc) if exc.http_status != 409 else "the node refused to store them"
             for index in batch:
                 self._result(index, False, reason)
@@ -164,7 +141,7 @@ class _Stower:
             self.bytes = sent_before
             if self.cancel.cancelled:
                 return
-            if not self.results and not self.requests:
+            if not self.results and not self.connections:
                 raise  # nothing went out: the node cannot be reached, as a send says
             self.message = str(exc)
             return
@@ -189,55 +166,6 @@ class _Stower:
                 self._result(index, True, status=0x0000)
             else:
                 self._result(index, False, "the node's answer does not name it as stored")
-
-    def _progress(self) -> None:
-        if self.on_progress is None:
-            return
-        sent = sum(1 for r in self.results.values() if r.sent)
-        try:
-            self.on_progress(
-                SendProgress(
-                    sent=sent,
-                    failed=len(self.results) - sent + len(self.unreadable),
-                    total=len(self.items) + len(self.unreadable),
-                    bytes=self.bytes,
-                    total_bytes=self.total_bytes,
-                    elapsed=time.monotonic() - self.started,
-                )
-            )
-        except Exception:
-            log.exception("a progress callback failed")
-
-    def _outcome(self) -> SendOutcome:
-        cancelled = self.cancel.cancelled and len(self.results) < len(self.items)
-        why = "not sent: the send was cancelled before it" if cancelled else "not sent"
-        if self.message and not cancelled:
-            why = f"not sent: {self.message}"
-        for i in range(len(self.items)):
-            if i not in self.results:
-                self._result(i, False, why)
-        results = tuple(self.results[i] for i in range(len(self.items))) + tuple(self.unreadable)
-        sent = sum(1 for r in results if r.sent)
-        if cancelled:
-            state = SendState.CANCELLED
-        elif sent == len(results):
-            state = SendState.DONE
-        elif sent:
-            state = SendState.PARTIAL
-        else:
-            state = SendState.FAILED
-        outcome = SendOutcome(
-            node=self.node,
-            state=state,
-            results=results,
-            skipped=tuple(str(p) for p in self.selection.skipped),
-            seconds=time.monotonic() - self.started,
-            bytes=self.bytes,
-            message=self.message,
-            associations=self.requests,
-        )
-        log.info("%s", outcome.summary)  # UIDs and URLs only: no patient data
-        return outcome
 
 
 def stow_send(

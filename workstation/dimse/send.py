@@ -514,8 +514,92 @@ def _selection(
     )
 
 
-class _Sender:
-    """One send: its instances, their results so far, and the associations that carry them."""
+class SendRun:
+    """What every kind of send keeps while it runs (a DIMSE send here, STOW-RS in
+    :mod:`workstation.dicomweb.stow`): its instances, their results so far, the bytes sent, how
+    many connections carried them (associations, HTTP requests), progress and the outcome."""
+
+    def __init__(
+        self,
+        node: RemoteNode,
+        selection: SendSelection,
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken,
+    ) -> None:
+        self.node = node
+        self.selection = selection
+        self.items = selection.items
+        self.on_progress = on_progress
+        self.cancel = cancel
+        self.results: dict[int, InstanceResult] = {}
+        self.bytes = 0
+        self.total_bytes = sum(item.size for item in self.items)
+        self.started = time.monotonic()
+        self.message = ""
+        self.connections = 0
+        self.unreadable = [
+            InstanceResult("", "", str(path), False, reason=reason)
+            for path, reason in selection.unreadable
+        ]
+
+    def _not_sent(self, index: int, reason: str) -> None:
+        item = self.items[index]
+        self.results[index] = InstanceResult(
+            item.sop_instance_uid, item.sop_class_uid, str(item.path), False, reason=reason
+        )
+
+    def _progress(self) -> None:
+        if self.on_progress is None:
+            return
+        sent = sum(1 for r in self.results.values() if r.sent)
+        try:
+            self.on_progress(
+                SendProgress(
+                    sent=sent,
+                    failed=len(self.results) - sent + len(self.unreadable),
+                    total=len(self.items) + len(self.unreadable),
+                    bytes=self.bytes,
+                    total_bytes=self.total_bytes,
+                    elapsed=time.monotonic() - self.started,
+                )
+            )
+        except Exception:
+            log.exception("a progress callback failed")
+
+    def _outcome(self) -> SendOutcome:
+        cancelled = self.cancel.cancelled and len(self.results) < len(self.items)
+        why = "not sent: the send was cancelled before it" if cancelled else "not sent"
+        if self.message and not cancelled:
+            why = f"not sent: {self.message}"
+        for i in range(len(self.items)):
+            if i not in self.results:
+                self._not_sent(i, why)
+        results = tuple(self.results[i] for i in range(len(self.items))) + tuple(self.unreadable)
+        sent = sum(1 for r in results if r.sent)
+        if cancelled:
+            state = SendState.CANCELLED
+        elif sent == len(results):
+            state = SendState.DONE
+        elif sent:
+            state = SendState.PARTIAL
+        else:
+            state = SendState.FAILED
+        outcome = SendOutcome(
+            node=self.node,
+            state=state,
+            results=results,
+            skipped=tuple(str(p) for p in self.selection.skipped),
+            seconds=time.monotonic() - self.started,
+            bytes=self.bytes,
+            message=self.message,
+            associations=self.connections,
+        )
+        log.info("%s", outcome.summary)  # UIDs, AE titles and URLs only: no patient data
+        return outcome
+
+
+class _Sender(SendRun):
+    """One DIMSE send: C-STOREs over as many associations as its SOP classes need."""
 
     def __init__(
         self,
@@ -525,22 +609,8 @@ class _Sender:
         on_progress: ProgressCallback | None,
         cancel: CancelToken,
     ) -> None:
-        self.node = node
-        self.selection = selection
-        self.items = selection.items
+        super().__init__(node, selection, on_progress, cancel)
         self.calling_aet = calling_aet
-        self.on_progress = on_progress
-        self.cancel = cancel
-        self.results: dict[int, InstanceResult] = {}
-        self.bytes = 0
-        self.total_bytes = sum(item.size for item in self.items)
-        self.started = time.monotonic()
-        self.message = ""
-        self.associations = 0
-        self.unreadable = [
-            InstanceResult("", "", str(path), False, reason=reason)
-            for path, reason in selection.unreadable
-        ]
 
     def run(self) -> SendOutcome:
         self._progress()
@@ -550,24 +620,18 @@ class _Sender:
             self._send_batch(batch)
         return self._outcome()
 
-    def _not_sent(self, index: int, reason: str) -> None:
-        item = self.items[index]
-        self.results[index] = InstanceResult(
-            item.sop_instance_uid, item.sop_class_uid, str(item.path), False, reason=reason
-        )
-
     def _send_batch(self, batch: _Batch) -> None:
         contexts = [(sop_class, list(syntaxes)) for sop_class, syntaxes in batch.contexts]
         try:
             with associate(self.node, contexts, calling_aet=self.calling_aet) as assoc:
-                self.associations += 1
+                self.connections += 1
                 self._send_on(assoc, batch.indices)
         except NoAcceptedContext:
             for i in batch.indices:
                 self._not_sent(i, self._refused(self.items[i].sop_class_uid))
             self._progress()
         except NetworkError as exc:
-            if not self.results and not self.associations:
+            if not self.results and not self.connections:
                 raise  # nothing happened yet: the caller sees the failure itself
             self.message = str(exc)
             for i in batch.indices:
@@ -667,49 +731,6 @@ class _Sender:
             converted=converted,
             error_comment=(comment or "").strip(),
         )
-
-    def _progress(self) -> None:
-        if self.on_progress is None:
-            return
-        sent = sum(1 for r in self.results.values() if r.sent)
-        self.on_progress(
-            SendProgress(
-                sent=sent,
-                failed=len(self.results) - sent + len(self.unreadable),
-                total=len(self.items) + len(self.unreadable),
-                bytes=self.bytes,
-                total_bytes=self.total_bytes,
-                elapsed=time.monotonic() - self.started,
-            )
-        )
-
-    def _outcome(self) -> SendOutcome:
-        cancelled = self.cancel.cancelled and len(self.results) < len(self.items)
-        for i in range(len(self.items)):
-            if i not in self.results:
-                self._not_sent(i, "not sent: the send was cancelled before it")  # only a cancel
-        results = tuple(self.results[i] for i in range(len(self.items))) + tuple(self.unreadable)
-        sent = sum(1 for r in results if r.sent)
-        if cancelled:
-            state = SendState.CANCELLED
-        elif sent == len(results):
-            state = SendState.DONE
-        elif sent:
-            state = SendState.PARTIAL
-        else:
-            state = SendState.FAILED
-        outcome = SendOutcome(
-            node=self.node,
-            state=state,
-            results=results,
-            skipped=tuple(str(p) for p in self.selection.skipped),
-            seconds=time.monotonic() - self.started,
-            bytes=self.bytes,
-            message=self.message,
-            associations=self.associations,
-        )
-        log.info("%s", outcome.summary)  # UIDs and AE titles only: no patient data
-        return outcome
 
 
 def _replace_reason(result: InstanceResult, reason: str) -> InstanceResult:
