@@ -356,7 +356,7 @@ def test_cli_remembers_a_node_that_refuses_uid_lists(tmp_path: Path) -> None:
         assert added.returncode == 0, added.stderr
         moved = run_cli(
             *("move", "quirky", "-S", "-q", "PatientName=*", "--port", str(port)),
-            *("--store", str(tmp_path / "store"), "--idle-timeout", "2"),
+            *("--store", str(tmp_path / "store"), "--idle-timeout", "10"),
             config=config,
         )
         assert moved.returncode == 0, moved.stdout + moved.stderr
@@ -367,7 +367,7 @@ def test_cli_remembers_a_node_that_refuses_uid_lists(tmp_path: Path) -> None:
         archive.requests.clear()
         again = run_cli(
             *("move", "quirky", "-S", "-q", "PatientName=*", "--port", str(port)),
-            *("--store", str(tmp_path / "store2"), "--idle-timeout", "2"),
+            *("--store", str(tmp_path / "store2"), "--idle-timeout", "10"),
             config=config,
         )
         assert again.returncode == 0, again.stdout + again.stderr

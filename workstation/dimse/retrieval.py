@@ -414,6 +414,12 @@ class Retrieval:
         # timeout can tell that the PACS has finished sending.
         return not target or len(self.received) < target
 
+    def expecting_more(self) -> bool:
+        """Whether instances the retrieve expects have neither arrived nor been reported
+        failed (with a listing), or fewer arrived than the PACS counted (without one)."""
+        with self.lock:
+            return self.final is None or self._still_expecting()
+
     def nothing_matched(self) -> bool:
         """The PACS said, with explicit zero counters, that it had nothing to send, and
         nothing we know of says otherwise (no listing, or a count of zero).

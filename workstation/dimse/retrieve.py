@@ -66,6 +66,9 @@ GET_TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2.4.203",
     "1.2.840.10008.1.2.5",
 ]
+#: When a retrieve ends with instances missing, how long an instance our SCP is still
+#: receiving (the PACS went away mid-C-STORE) may take to be stored and counted.
+SETTLE_SECONDS = 2.0
 #: A requestor may propose at most 128 presentation contexts (odd IDs 1-255, PS3.8 9.3.2.2).
 MAX_CONTEXTS = 128
 
@@ -257,6 +260,8 @@ def move(
     except NetworkError as exc:
         retrieval.error = str(exc)
     finally:
+        if retrieval.expecting_more():
+            scp.settle(SETTLE_SECONDS)  # an instance still arriving when the PACS went away
         scp.drain()
         unsubscribe()
     return _audited(scp.store, _remember(retrieval.outcome(hint)), query, aet, scp.ae_title)
@@ -399,6 +404,8 @@ def get(
     except NetworkError as exc:
         retrieval.error = str(exc)
     finally:
+        if retrieval.expecting_more():
+            sink.settle(SETTLE_SECONDS)
         sink.close()  # writes what is queued, then ends its writer thread
     return _audited(store, _remember(retrieval.outcome()), query, calling_aet)
 

@@ -65,6 +65,9 @@ class StoreSink:
         self.received = 0
         self._write_failures = 0
         self._write_failure_reason = ""
+        #: Instances whose C-STORE has begun and is neither stored nor abandoned yet.
+        self._inflight = 0
+        self._settled = threading.Condition(self._lock)
         #: What each association running pushed so far (for the audit trail), by id().
         self._pushes: dict[int, audit.PushTally] = {}
 
@@ -130,6 +133,18 @@ class StoreSink:
             tally.studies[stored.study_uid] = None
         self._announce(stored)
         return SUCCESS, None
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until no instance is half-received (an association still delivering one when
+        a retrieve ends), at most ``timeout`` seconds; whether that was reached."""
+        with self._settled:
+            return self._settled.wait_for(lambda: self._inflight == 0, timeout)
+
+    def _track(self, delta: int) -> None:
+        with self._settled:
+            self._inflight += delta
+            if not self._inflight:
+                self._settled.notify_all()
 
     def write_failures(self) -> tuple[int, str]:
         """How many received instances the store failed to write so far, and the last reason
@@ -240,6 +255,8 @@ class _Incoming:
         tally: audit.PushTally | None = None,
     ) -> None:
         self.sink = sink
+        self.tracked = True
+        sink._track(1)
         self.tally = tally
         self.durable = durable
         self.defer = defer
@@ -277,7 +294,10 @@ class _Incoming:
             self.refusal = (OUT_OF_RESOURCES, "cannot write to the local store")
 
     def finish(self) -> tuple[int, str | None]:
-        result = self._finish()
+        try:
+            result = self._finish()
+        finally:
+            self._untrack()
         if self.tally is not None:
             if result[0] == SUCCESS:
                 self.tally.stored += 1
@@ -311,6 +331,12 @@ class _Incoming:
         if self.path is not None:
             _discard(self.path)
             self.path = None
+        self._untrack()
+
+    def _untrack(self) -> None:
+        if self.tracked:
+            self.tracked = False
+            self.sink._track(-1)
 
     def _close_file(self) -> None:
         if self.fd is not None:
@@ -456,6 +482,11 @@ class StorageServer(StoreSink):
         if self._shared is not None:
             return self._shared.write_failures()
         return super().write_failures()
+
+    def settle(self, timeout: float) -> bool:
+        if self._shared is not None:
+            return self._shared.settle(timeout)
+        return super().settle(timeout)
 
     @classmethod
     def running_on(cls, port: int) -> StorageServer | None:
