@@ -4,6 +4,7 @@ search (against the demo archive and a real Orthanc)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -167,3 +168,51 @@ def test_quit_with_unfinished_jobs_asks_first(
     window.confirm_quit = lambda count: True  # type: ignore[method-assign]
     window.quit_action.trigger()
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=WAIT_MS)
+
+
+# -- the queue ------------------------------------------------------------------------------
+
+
+def test_several_studies_skip_the_complete_ones_and_a_series_job_says_series() -> None:
+    from workstation.results import SeriesRow
+    from workstation.ui.retrieve_plan import plan_series, plan_studies
+
+    node = RemoteNode("PACS", "127.0.0.1", 104, "PACS")
+    rows = [StudyRow(f"1.2.{n}", patient_name="Doe^J", sources=("PACS",)) for n in (1, 2)]
+    plan = plan_studies(rows, {"PACS": node}, [], complete={"1.2.1"})
+    assert [s.study_uid for s in plan.submissions] == ["1.2.2"]
+    assert plan.skipped == (f"{rows[0].label}: already complete in the local store",)
+    alone = plan_studies(rows[:1], {"PACS": node}, [], complete={"1.2.1"})
+    assert [s.study_uid for s in alone.submissions] == ["1.2.1"]  # asked for alone: it goes
+
+    series = SeriesRow("1.2.1", "1.2.1.1", description="LAT", source="PACS")
+    (submission,) = plan_series(rows[0], [series], {"PACS": node}, []).submissions
+    assert submission.label.endswith("— series LAT")
+
+
+def test_queue_scrolls_to_new_jobs_cancels_the_only_one_and_forgets_fixed_failures(
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_ui_models import job
+    from workstation.jobs import JobState
+
+    view = window.queue_view
+    view.table.setFixedHeight(90)
+    view._apply([job(n, JobState.DONE, 10) for n in range(1, 30)])
+    view._apply([job(30, JobState.RUNNING, 1)])
+    last = view.model.index(view.model.position("30") or 0, 0)
+    qtbot.waitUntil(lambda: view.table.visualRect(last).intersects(view.table.viewport().rect()))
+
+    view.table.clearSelection()
+    assert view.cancel_button.isEnabled()  # the only unfinished job, no selection needed
+    cancelled: list[int] = []
+    monkeypatch.setattr(view, "_act", lambda title, ids, action: cancelled.extend(ids))
+    view.cancel()
+    assert cancelled == [30]
+
+    failed = job(31, JobState.PARTIAL, 4)
+    view._apply([failed])
+    assert "1 need attention" in view.summary.text()
+    again = job(32, JobState.DONE, 10)
+    view._apply([dataclasses.replace(again, study_uid=failed.study_uid)])
+    assert "need attention" not in view.summary.text()

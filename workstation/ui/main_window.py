@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from workstation.dimse.echo import echo
 from workstation.nodes import RemoteNode
-from workstation.results import StudyRow
+from workstation.results import LocalPresence, StudyRow
 from workstation.ui.criteria import SearchCriteria
 from workstation.ui.failure_banner import FailureBanner
 from workstation.ui.help_menu import FileLocations, HelpMenu
@@ -343,7 +343,9 @@ class MainWindow(QMainWindow):
         if not rows:
             self.statusBar().showMessage("Select one or more studies to retrieve", 5000)
             return
-        self._submit(plan_studies(rows, self.session.nodes, self.queue_view.model.rows))
+        model = self.study_model
+        complete = {r.study_uid for r in rows if model.presence(r) is LocalPresence.COMPLETE}
+        self._submit(plan_studies(rows, self.session.nodes, self.queue_view.model.rows, complete))
 
     def retrieve_series(self) -> None:
         study = self.study_view.current_row()

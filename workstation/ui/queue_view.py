@@ -112,7 +112,8 @@ class QueueView(QWidget):
         self.summary = QLabel("")
         self.cancel_button = self._button(
             "Cancel",
-            "Stop the selected jobs (a send stops after the image being sent)",
+            "Stop the selected jobs, or the only one running (a send stops after the image "
+            "being sent)",
             self.cancel,
         )
         self.retry_button = self._button(
@@ -164,6 +165,11 @@ class QueueView(QWidget):
     def _apply(self, jobs: list[RetrieveJob]) -> None:
         before = {j.id: j.state for j in self.model.rows}
         self.model.apply(jobs)
+        new = [j.id for j in jobs if j.id not in before]
+        if new:  # a job just queued: bring it into view (the newest are at the bottom)
+            position = self.model.position(str(max(new)))
+            if position is not None:
+                self.table.scrollTo(self.model.index(position, 0))
         for job in jobs:
             if job.kind is JobKind.SEND:
                 continue
@@ -177,7 +183,17 @@ class QueueView(QWidget):
         jobs = self.model.rows
         running = sum(j.state is JobState.RUNNING for j in jobs)
         queued = sum(j.state is JobState.QUEUED for j in jobs)
-        failed = sum(j.state in (JobState.FAILED, JobState.PARTIAL) for j in jobs)
+        # A failed retrieve whose study another job has since retrieved whole needs nothing.
+        done = {
+            j.study_uid
+            for j in jobs
+            if j.kind is JobKind.RETRIEVE and j.state is JobState.DONE and not j.series_uids
+        }
+        failed = sum(
+            j.state in (JobState.FAILED, JobState.PARTIAL)
+            and not (j.kind is JobKind.RETRIEVE and j.study_uid in done)
+            for j in jobs
+        )
         parts = []
         if running:
             parts.append(f"{running} running")
@@ -193,16 +209,26 @@ class QueueView(QWidget):
         rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
         return [self.model.job(row) for row in rows]
 
+    def _cancel_targets(self) -> list[RetrieveJob]:
+        """The selected jobs; with none selected, the one job still running or waiting."""
+        selected = self.selected_jobs()
+        if selected:
+            return selected
+        unfinished = [j for j in self.model.rows if not j.is_finished]
+        return unfinished if len(unfinished) == 1 else []
+
     def _update_buttons(self, *_: Any) -> None:
         jobs = self.selected_jobs()
-        self.cancel_button.setEnabled(any(not j.is_finished and not j.cancelling for j in jobs))
+        self.cancel_button.setEnabled(
+            any(not j.is_finished and not j.cancelling for j in self._cancel_targets())
+        )
         self.retry_button.setEnabled(any(j.state.retryable for j in jobs))
         self.remove_button.setEnabled(any(j.is_finished for j in jobs))
         self.details_button.setEnabled(len(jobs) == 1 and bool(jobs[0].details))
         self.clear_button.setEnabled(any(j.is_finished for j in self.model.rows))
 
     def cancel(self) -> None:
-        ids = [j.id for j in self.selected_jobs() if not j.is_finished]
+        ids = [j.id for j in self._cancel_targets() if not j.is_finished]
         self._act("Cancel retrieve", ids, self.queue.cancel)
 
     def retry(self) -> None:

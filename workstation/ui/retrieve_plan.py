@@ -6,7 +6,7 @@ configured; a study already queued or running is not queued twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from workstation.jobs import JobKind, RetrieveJob
@@ -48,9 +48,16 @@ def _node_for(sources: Iterable[str], nodes: Mapping[str, RemoteNode]) -> Remote
 
 
 def plan_studies(
-    rows: Iterable[StudyRow], nodes: Mapping[str, RemoteNode], jobs: Iterable[RetrieveJob]
+    rows: Iterable[StudyRow],
+    nodes: Mapping[str, RemoteNode],
+    jobs: Iterable[RetrieveJob],
+    complete: Collection[str] = (),
 ) -> RetrievePlan:
-    """Whole-study retrieves, with ``expected`` from NumberOfStudyRelatedInstances."""
+    """Whole-study retrieves, with ``expected`` from NumberOfStudyRelatedInstances.
+
+    Of several studies, those the local store already holds whole (``complete``) are left
+    out; one study asked for alone is retrieved all the same (its missing images, if any)."""
+    rows = list(rows)
     busy = _busy(jobs)
     submissions: list[Submission] = []
     skipped: list[str] = []
@@ -58,6 +65,8 @@ def plan_studies(
         node = _node_for(row.sources, nodes)
         if node is None:
             skipped.append(f"{row.label}: its node is no longer configured")
+        elif len(rows) > 1 and row.study_uid in complete:
+            skipped.append(f"{row.label}: already complete in the local store")
         elif (row.study_uid, ()) in busy:
             skipped.append(f"{row.label}: already in the queue")
         else:
@@ -84,6 +93,9 @@ def plan_series(
         return RetrievePlan((), (f"{study.label}: these series are already in the queue",))
     counts = [s.instance_count for s in chosen]
     expected = None if any(c is None for c in counts) else sum(c or 0 for c in counts)
-    what = chosen[0].description or "1 series" if len(chosen) == 1 else f"{len(chosen)} series"
+    if len(chosen) == 1:
+        what = f"series {chosen[0].description}" if chosen[0].description else "1 series"
+    else:
+        what = f"{len(chosen)} series"
     label = f"{study.label} — {what}"
     return RetrievePlan((Submission(node, study.study_uid, uids, label, expected),), ())
