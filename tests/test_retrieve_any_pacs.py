@@ -34,7 +34,8 @@ CONTENT = generate_archive(
     instances_per_series=(3, 3),
 )
 ALL_UIDS = {ref.SOPInstanceUID for ref in CONTENT.all_instances()}
-IDLE = 1.5
+#: Generous: these tests check what arrives, not how fast (CI runs them on a busy machine).
+IDLE = 8.0
 
 
 @pytest.fixture(autouse=True)
