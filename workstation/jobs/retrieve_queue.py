@@ -167,17 +167,7 @@ class RetrieveQueue:
             message="queued",
             created=time.time(),
         )
-        with self._lock:
-            if not self._accepting:
-                raise QueueClosed("the retrieve queue is shut down")
-            job = dataclasses.replace(job, id=self._file.insert(job))
-            entry = _Entry(job, next(self._seq))
-            self._entries[job.id] = entry
-            self._emit_locked(entry.job)
-            self._schedule_locked()
-            self._changed.notify_all()
-            log.info("retrieve job %d queued: %s from %s", job.id, scope(job), node)
-            return entry.job
+        return self._enqueue(job, f"from {node}")
 
     def submit_send(
         self,
@@ -206,6 +196,10 @@ class RetrieveQueue:
             created=time.time(),
             kind=JobKind.SEND,
         )
+        return self._enqueue(job, f"to {node}")
+
+    def _enqueue(self, job: RetrieveJob, where: str) -> RetrieveJob:
+        """Store a new job, schedule it, and return it as it is after scheduling."""
         with self._lock:
             if not self._accepting:
                 raise QueueClosed("the retrieve queue is shut down")
@@ -215,7 +209,7 @@ class RetrieveQueue:
             self._emit_locked(entry.job)
             self._schedule_locked()
             self._changed.notify_all()
-            log.info("send job %d queued: %s to %s", job.id, scope(job), node)
+            log.info("%s job %d queued: %s %s", job.kind, job.id, scope(job), where)
             return entry.job
 
     def cancel(self, job_id: int) -> RetrieveJob:
