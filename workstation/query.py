@@ -13,7 +13,6 @@ import copy
 import difflib
 import logging
 import re
-import unicodedata
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pydicom.uid import UID
 
 from workstation.errors import InvalidInput
 from workstation.nodes import charset_label
+from workstation.text import normalise
 
 UTF8 = "ISO_IR 192"
 
@@ -688,21 +688,6 @@ _NUMBER_VRS = frozenset({"IS", "DS"}) | _INT_VRS | _FLOAT_VRS
 _UNMATCHED_VRS = _BINARY_VRS | {"AT", "SQ"}
 
 
-def _normalise(text: str, accents: bool = True, ignore_case: bool = True) -> str:
-    """Case folded (unless ``ignore_case`` is False), ``^`` read as a space, runs of spaces as
-    one; accents stripped if asked."""
-    if not ignore_case:
-        folded = unicodedata.normalize("NFC", text)
-    elif text.isascii():  # the usual value: nothing to decompose
-        folded = text.lower()
-    elif accents:
-        decomposed = unicodedata.normalize("NFKD", text)
-        folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-    else:  # one character stays one character, so that ``?`` keeps its meaning
-        folded = unicodedata.normalize("NFC", text).lower()
-    return " ".join(folded.replace("^", " ").split())
-
-
 @lru_cache(maxsize=512)
 def _wildcard_regex(pattern: str) -> re.Pattern[str]:
     parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
@@ -718,10 +703,10 @@ def matches_pattern(value: str, pattern: str, *, accents: bool = True) -> bool:
     does. This is the one text matcher: the refine of C-FIND results (:mod:`workstation.refine`,
     the window's search) folds accents; the demo archive, a PACS, does not.
     """
-    patterns = [_normalise(p, accents) for p in pattern.split("\\")]
+    patterns = [normalise(p, accents) for p in pattern.split("\\")]
     if not any(patterns):
         return True
-    values = [_normalise(v, accents) for v in value.split("\\")]
+    values = [normalise(v, accents) for v in value.split("\\")]
     return any(_wildcard_regex(p).fullmatch(v) for p in patterns if p for v in values)
 
 
@@ -756,7 +741,7 @@ def matches_value(
             texts = values
             if vr == "PN":
                 texts = [*values, *(g for v in values if "=" in v for g in v.split("=") if g)]
-            hit = any(regex.fullmatch(_normalise(t, accents, ignore_case)) for t in texts)
+            hit = any(regex.fullmatch(normalise(t, accents, ignore_case)) for t in texts)
         if hit:
             return True
     return False
@@ -764,7 +749,7 @@ def matches_value(
 
 @lru_cache(maxsize=512)
 def _text_regex(pattern: str, accents: bool, ignore_case: bool = True) -> re.Pattern[str]:
-    return _wildcard_regex(_normalise(pattern, accents, ignore_case))
+    return _wildcard_regex(normalise(pattern, accents, ignore_case))
 
 
 @lru_cache(maxsize=512)

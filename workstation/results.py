@@ -21,6 +21,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import TEXT_VR_DELIMS
 
+from workstation.text import format_date, format_person_name, format_time
+
 
 class _Reader:
     """Reads the values of one C-FIND identifier as plain text and numbers.
@@ -132,48 +134,6 @@ def _tag_and_vr(keyword: str) -> tuple[int, str]:
     if tag is None:
         raise KeyError(keyword)
     return tag, dictionary_VR(tag)
-
-
-def format_person_name(value: str) -> str:
-    """``Family^Given^Middle^Prefix^Suffix`` as ``Family, Given Middle`` (PS3.5 6.2).
-
-    Of the alphabetic, ideographic and phonetic groups (``=``), the first non-empty one is shown,
-    followed by the ideographic one in parentheses when both exist.
-    """
-    groups = [g for g in value.split("=")]
-
-    def one(group: str) -> str:
-        parts = [p.strip() for p in group.split("^")]
-        family = parts[0] if parts else ""
-        rest = " ".join(p for p in parts[1:3] if p)
-        prefix = parts[3] if len(parts) > 3 else ""
-        suffix = parts[4] if len(parts) > 4 else ""
-        name = f"{family}, {rest}" if family and rest else family or rest
-        name = f"{prefix} {name}".strip() if prefix else name
-        return f"{name}, {suffix}" if suffix else name
-
-    shown = [one(g) for g in groups if g.strip()]
-    if not shown:
-        return ""
-    if len(groups) > 1 and groups[0].strip() and len(shown) > 1:
-        return f"{shown[0]} ({shown[1]})"
-    return shown[0]
-
-
-def format_date(value: str) -> str:
-    """DA ``YYYYMMDD`` as ``YYYY-MM-DD`` (unambiguous in every locale); other text unchanged."""
-    text = value.strip().replace(".", "")
-    if len(text) == 8 and text.isdigit():
-        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
-    return value.strip()
-
-
-def format_time(value: str) -> str:
-    """TM ``HHMMSS.frac`` as ``HH:MM``; other text unchanged."""
-    text = value.strip().replace(":", "")
-    if len(text) >= 4 and text[:4].isdigit():
-        return f"{text[:2]}:{text[2:4]}"
-    return value.strip()
 
 
 _FILLABLE = (

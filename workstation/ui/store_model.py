@@ -12,14 +12,14 @@ the study's accession number, description, referring physician, date or modaliti
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 from enum import Enum
-from functools import lru_cache
 from typing import Any, TypeVar
 
 from workstation.store.queries import IndexQueries
 from workstation.store.records import PatientEntry, SeriesEntry, StudyEntry
+from workstation.text import fold as fold_text
+from workstation.text import format_date, format_person_name, format_sex, format_time
 from workstation.ui.table_model import ROW_ROLE, SORT_ROLE, RowTableModel
 
 __all__ = [
@@ -36,59 +36,6 @@ __all__ = [
 
 E = TypeVar("E")
 C = TypeVar("C", bound=Enum)
-
-
-@lru_cache(maxsize=131072)  # sort keys and filters fold the same names again and again
-def fold_text(text: str) -> str:
-    """Search form: accents removed, case-folded, PN separators (``^`` ``=``) as spaces."""
-    spaced = text.replace("^", " ").replace("=", " ")
-    if not spaced.isascii():  # most DICOM text is ASCII: skip the per-character work
-        decomposed = unicodedata.normalize("NFKD", spaced)
-        spaced = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(spaced.casefold().split())
-
-
-def format_date(value: str) -> str:
-    """DICOM DA ``YYYYMMDD`` as ``YYYY-MM-DD`` (unambiguous in every locale)."""
-    value = value.strip()
-    if len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return value
-
-
-def format_time(value: str) -> str:
-    """DICOM TM ``HHMMSS.FFFFFF`` as ``HH:MM``."""
-    digits = value.strip().replace(":", "")
-    if len(digits) >= 4 and digits[:4].isdigit():
-        return f"{digits[:2]}:{digits[2:4]}"
-    return digits
-
-
-def format_person_name(value: str) -> str:
-    """PN ``Family^Given^Middle^Prefix^Suffix=Ideographic`` as ``Family, Given Middle``.
-
-    The first non-empty component group is shown; another group (ideographic or phonetic)
-    follows in parentheses.
-    """
-    groups = [g for g in value.split("=") if g.strip("^ ")]
-    if not groups:
-        return ""
-
-    def one(group: str) -> str:
-        parts = [p.strip() for p in group.split("^")] + [""] * 5
-        family, given, middle, prefix, suffix = parts[:5]
-        first = " ".join(p for p in (prefix, given, middle) if p)
-        name = f"{family}, {first}" if family and first else family or first
-        return f"{name}, {suffix}" if suffix else name
-
-    shown = one(groups[0])
-    if len(groups) > 1:
-        shown += f" ({' '.join(p for p in groups[1].split('^') if p)})"
-    return shown
-
-
-def format_sex(value: str) -> str:
-    return {"M": "M", "F": "F", "O": "Other"}.get(value.strip().upper(), value)
 
 
 class StoreFilter:
