@@ -10,6 +10,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import datetime as dt
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from pydicom.dataset import Dataset
@@ -208,3 +209,21 @@ def test_every_date_preset_gives_an_ordered_range(preset: DatePreset) -> None:
     first, last = preset.dates(dt.date(2024, 1, 1))
     assert (first is None) == (last is None)
     assert first is None or last is None or first <= last
+
+
+def test_a_person_shows_the_same_on_the_query_tab_and_in_the_local_store() -> None:
+    from workstation.store.records import PatientEntry
+    from workstation.ui.store_model import PatientTableModel
+    from workstation.ui.study_model import StudyTableModel
+
+    name = "Smith^John^A^Dr^Jr"
+    assert format_person_name(name) == "Smith, Dr John A, Jr"
+    row = StudyRow.from_dataset(study_ds("1.2.3"), "A")
+    row = replace(row, patient_name=name)
+    query_model = StudyTableModel()
+    query_model.upsert([row])
+    store_model = PatientTableModel()
+    store_model.set_entries([PatientEntry(1, "P1", name, "19700101", "M", 1)])
+    shown_query = {query_model.index(0, c).data() for c in range(query_model.columnCount())}
+    shown_store = {store_model.index(0, c).data() for c in range(store_model.columnCount())}
+    assert "Smith, Dr John A, Jr" in shown_query & shown_store
