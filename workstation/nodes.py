@@ -13,6 +13,19 @@ DEFAULT_STORE_PORT = 11113
 #: Where ``workstation serve`` (our Q/R SCP) listens by default.
 DEFAULT_SERVE_PORT = 11114
 
+# Every default below is declared here once; the CLI's help, the dialogs and the settings
+# file take them from here.
+#: Seconds for the TCP connect and the association set-up.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Seconds to wait for each response of an echo or a find.
+DEFAULT_DIMSE_TIMEOUT = 30.0
+#: A retrieve gives up after this many seconds with neither a response nor an instance.
+DEFAULT_IDLE_TIMEOUT = 30.0
+#: After a C-CANCEL, seconds to wait for the peer's final response before aborting.
+CANCEL_GRACE = 3.0
+#: Retrieves the queue runs at once against one node.
+DEFAULT_RETRIEVES_PER_NODE = 2
+
 _AE_CHARS = re.compile(r"^[\x20-\x7e]{1,16}$")
 
 
@@ -138,8 +151,8 @@ class RemoteNode:
     port: int = 0
     name: str = ""
     retrieve_method: RetrieveMethod = RetrieveMethod.MOVE
-    connect_timeout: float = 10.0
-    dimse_timeout: float = 30.0
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    dimse_timeout: float = DEFAULT_DIMSE_TIMEOUT
     retrieve_associations: int = 1
     charset: str = "ISO_IR 192"
     uid_lists: bool = True

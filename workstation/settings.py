@@ -21,6 +21,8 @@ import platformdirs
 from workstation.errors import InvalidInput
 from workstation.nodes import (
     DEFAULT_AE_TITLE,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_RETRIEVES_PER_NODE,
     DEFAULT_SERVE_PORT,
     DEFAULT_STORE_PORT,
     LocalAE,
@@ -57,9 +59,9 @@ class Settings:
     #: Calling AE titles our storage SCP accepts; empty accepts every caller.
     allowed_callers: list[str] = field(default_factory=list)
     #: Retrieves running at once against one node.
-    retrieves_per_node: int = 2
+    retrieves_per_node: int = DEFAULT_RETRIEVES_PER_NODE
     #: Seconds without a C-STORE after which a retrieve stops waiting for missing instances.
-    retrieve_idle_timeout: float = 30.0
+    retrieve_idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     nodes: dict[str, RemoteNode] = field(default_factory=dict)
     #: The window serves the local store as a Q/R SCP (``workstation serve``), on
     #: ``serve_port`` with our AE title, bound like the storage SCP (``store_bind``).

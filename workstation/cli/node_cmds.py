@@ -12,6 +12,7 @@ from workstation.cli.argtypes import seconds
 from workstation.errors import InvalidInput
 from workstation.nodes import (
     CHARSETS,
+    DEFAULT_DIMSE_TIMEOUT,
     RemoteNode,
     RetrieveMethod,
     charset_label,
@@ -59,7 +60,10 @@ def add_parser(sub: Any, add_common: Callable[[argparse.ArgumentParser], None]) 
         "--method", choices=[m.value for m in RetrieveMethod], default=None, help="default move"
     )
     p.add_argument(
-        "--timeout", type=seconds, default=None, help="DIMSE timeout, seconds (default 30)"
+        "--timeout",
+        type=seconds,
+        default=None,
+        help=f"DIMSE timeout, seconds (default {DEFAULT_DIMSE_TIMEOUT:g})",
     )
     p.add_argument(
         "--associations",

@@ -61,7 +61,8 @@ def add_retrieve_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         type=seconds,
         default=None,
         metavar="S",
-        help="give up after S seconds without a response or an instance (default 30)",
+        help="give up after S seconds without a response or an instance "
+        f"(default {settings.retrieve_idle_timeout:g})",
     )
     parser.add_argument(
         "--total-timeout",
@@ -91,8 +92,15 @@ def add_retrieve_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
 def add_store_scp_arguments(parser: argparse.ArgumentParser) -> None:
     settings = settings_mod.Settings()
     _add_store_arguments(parser, settings)
-    parser.add_argument("--aet", default=None, help="our AE title (default WORKSTATION)")
-    parser.add_argument("--port", type=int, default=None, help="port to listen on (default 11113)")
+    parser.add_argument(
+        "--aet", default=None, help=f"our AE title (default {settings.ae_title})"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"port to listen on (default {settings.store_port})",
+    )
     parser.add_argument("--bind", default=None, help="address to listen on (default: all)")
     parser.add_argument(
         "--allow",

@@ -24,7 +24,7 @@ from workstation.dimse.status import Category, StatusInfo, describe
 from workstation.dimse.wire.scu import LeanAssociation
 from workstation.errors import DimseTimeout, OperationFailed
 from workstation.identifiers import RawIdentifier
-from workstation.nodes import DEFAULT_AE_TITLE, RemoteNode
+from workstation.nodes import CANCEL_GRACE, DEFAULT_AE_TITLE, RemoteNode
 from workstation.query import Query
 from workstation.refine import MAX_SERIES_LOOKUPS, Refiner, Verdict
 
@@ -32,9 +32,6 @@ log = logging.getLogger(__name__)
 
 _MESSAGE_ID = 1
 _ENDED_WELL = (Category.SUCCESS, Category.WARNING)
-
-#: Seconds the PACS gets to answer a C-CANCEL with its final response before we abort.
-CANCEL_GRACE = 3.0
 
 
 class FindResults(Iterator[Dataset]):

@@ -30,7 +30,7 @@ from workstation.dimse.outcome import (
 from workstation.dimse.plan import split_request, uid_list
 from workstation.dimse.status import Category, StatusInfo, describe
 from workstation.errors import NetworkError
-from workstation.nodes import RemoteNode
+from workstation.nodes import CANCEL_GRACE, RemoteNode
 from workstation.store import StoredInstance
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class Retrieval:
         self.move_destination = ""
         #: Listed instances left out because the store already held them (only_missing).
         self.already_stored = 0
-        self.cancel_grace = 3.0
+        self.cancel_grace = CANCEL_GRACE
         #: Whether every final response so far carried the three sub-operation counters.
         self.reported_counts = True
         #: (level, how many UIDs) of list requests the PACS refused (then sent one by one).

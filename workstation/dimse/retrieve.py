@@ -38,14 +38,17 @@ from workstation.dimse.plan import (
 from workstation.dimse.retrieval import ProgressCallback, Retrieval
 from workstation.dimse.storage import StorageServer, StoreSink
 from workstation.errors import InvalidInput, NetworkError, OperationFailed
-from workstation.nodes import RemoteNode
+from workstation.nodes import (
+    CANCEL_GRACE,
+    DEFAULT_AE_TITLE,
+    DEFAULT_IDLE_TIMEOUT,
+    RemoteNode,
+)
 from workstation.query import InformationModel, Level, Query
 from workstation.store import LocalStore
 
 log = logging.getLogger(__name__)
 
-#: Seconds the PACS gets to answer a C-CANCEL before we abort.
-CANCEL_GRACE = 3.0
 #: Transfer syntaxes we accept for C-GET: everything pynetdicom knows, compressed included,
 #: but not Deflated Explicit VR Little Endian: a PACS that picks it would leave files some
 #: validators and viewers cannot read (our storage SCP also prefers any other syntax).
@@ -196,7 +199,7 @@ def move(
     on_progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     calling_aet: str | None = None,
-    idle_timeout: float = 30.0,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     total_timeout: float | None = None,
     check: bool = True,
     retry_of: RetrieveOutcome | None = None,
@@ -324,8 +327,8 @@ def get(
     *,
     on_progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-    calling_aet: str = "WORKSTATION",
-    idle_timeout: float = 30.0,
+    calling_aet: str = DEFAULT_AE_TITLE,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     total_timeout: float | None = None,
     check: bool = True,
     retry_of: RetrieveOutcome | None = None,
