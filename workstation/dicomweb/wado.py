@@ -28,10 +28,10 @@ from workstation.dicomweb.client import DicomWebClient
 from workstation.dicomweb.multipart import MultipartError, MultipartReader, content_type_params
 from workstation.dicomweb.qido import list_instances
 from workstation.dimse.outcome import ExpectedInstance, RetrieveOutcome
-from workstation.dimse.retrieval import ProgressCallback, Retrieval
+from workstation.dimse.retrieval import Expectation, ProgressCallback, Retrieval, Timing
 from workstation.dimse.status import describe
 from workstation.errors import InvalidInput, NetworkError, OperationFailed, StoreError
-from workstation.nodes import RemoteNode
+from workstation.nodes import DEFAULT_AE_TITLE, DEFAULT_IDLE_TIMEOUT, RemoteNode, RetrieveMethod
 from workstation.query import InformationModel, Level, Query
 from workstation.store import LocalStore, StoredInstance
 
@@ -127,8 +127,8 @@ def wado_retrieve(
     *,
     on_progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-    calling_aet: str = "WORKSTATION",
-    idle_timeout: float = 30.0,
+    calling_aet: str = DEFAULT_AE_TITLE,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     total_timeout: float | None = None,
     check: bool = True,
     retry_of: RetrieveOutcome | None = None,
@@ -144,17 +144,7 @@ def wado_retrieve(
     :class:`~workstation.errors.OperationFailed` when nothing matches.
     """
     del check, expected  # a DICOMweb node always lists what it holds
-    retrieval = Retrieval(
-        node,
-        "wado",
-        calling_aet=calling_aet,
-        on_progress=on_progress,
-        cancel=cancel,
-        idle_timeout=idle_timeout,
-        total_timeout=total_timeout,
-    )
-    writes = _Writes()
-    retrieval.watch_sink(writes)
+    timing = Timing(on_progress, cancel, idle_timeout, total_timeout)
     with DicomWebClient(node) as client:
         if retry_of is not None:
             listed = retry_of.missing_instances
@@ -176,9 +166,16 @@ def wado_retrieve(
             for study in {i.study_uid for i in listed}:
                 held |= store.instance_uids(study_uid=study)
             wanted = tuple(i for i in listed if i.sop_instance_uid not in held)
-            retrieval.already_stored = len(listed) - len(wanted)
-        retrieval.expected = {i.sop_instance_uid: i for i in wanted}
-        retrieval.start = retrieval.last_activity = time.monotonic()
+        expectation = Expectation(instances=wanted, already_stored=len(listed) - len(wanted))
+        retrieval = Retrieval(
+            node,
+            RetrieveMethod.WADO,
+            calling_aet=calling_aet,
+            timing=timing,
+            expectation=expectation,
+        )
+        writes = _Writes()
+        retrieval.watch_sink(writes)
         if retrieval.token.cancelled:
             retrieval.cancel_sent = True
             return retrieval.outcome()
@@ -198,7 +195,7 @@ def wado_retrieve(
                 retrieval.final = describe(0x0000)
         except (NetworkError, OperationFailed) as exc:
             if not retrieval.cancel_sent:
-                retrieval.error = str(exc)
+                retrieval.fail(str(exc))
         finally:
             unregister()
         store.flush()

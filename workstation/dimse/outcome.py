@@ -1,13 +1,17 @@
-"""What a retrieve reports: progress while it runs, and an outcome that says what arrived."""
+"""What a retrieve reports: progress while it runs, and an outcome that says what arrived
+(:class:`RetrieveOutcome`, with the sentence :func:`retrieve_message` writes for it)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from workstation.dimse.status import StatusInfo
-from workstation.nodes import RemoteNode
+from workstation.dimse.status import Category, StatusInfo
+from workstation.nodes import RemoteNode, RetrieveMethod
+
+if TYPE_CHECKING:
+    from workstation.dimse.retrieval import Retrieval
 
 
 class RetrieveState(StrEnum):
@@ -142,3 +146,125 @@ class RetrieveOutcome:
 
     def __str__(self) -> str:
         return f"{self.state}: {self.message}"
+
+
+def retrieve_message(
+    r: Retrieval,
+    state: RetrieveState,
+    final: StatusInfo | None,
+    received: int,
+    missing: tuple[str, ...],
+    seconds: float,
+    destination_hint: str,
+) -> str:
+    """The sentence a retrieve ends with: what arrived, then why the rest did not (what the
+    PACS answered, our store's write failures, the idle timeout), and what to do about it."""
+    total = len(r.expected) if r.expected is not None else r.expected_count
+    of = f" of {total}" if total is not None else ""
+    noun = "instance" if received == 1 else "instances"
+    rate = f" ({format_rate(r.bytes, seconds)})" if seconds > 0 and r.bytes else ""
+    got = f"received {received}{of} {noun} in {seconds:.1f} s{rate}"
+    if r.already_stored:
+        got += f" ({r.already_stored} already in the local store)"
+    if r.conflicts:
+        count = len(set(r.conflicts))
+        got += (
+            f"; {count} arrived with content differing from the stored "
+            f"cop{'ies' if count != 1 else 'y'}: the stored kept, the new set aside in "
+            "the store's .conflicts folder"
+        )
+    failures, why = r.write_failures()
+    disk = ""
+    if failures:
+        disk = (
+            f"our local store could not write {failures} "
+            f"instance{'s' if failures != 1 else ''} ({why}): free space on its disk "
+            "(or fix the store folder), then Retry"
+        )
+    notes = _notes(r)
+    if final is not None and final.code == 0xA801 and not r.lists_refused:
+        return (
+            f"the PACS does not know AE {r.move_destination} as a move destination; "
+            f"add {r.move_destination} at {destination_hint} to its configuration"
+        )
+    if disk and state is not RetrieveState.DONE:
+        reasons = [disk]
+        if final is not None and final.category in (Category.FAILURE, Category.WARNING):
+            reasons.append(f"the PACS then answered {final}")
+        if missing:
+            reasons.append(f"{len(missing)} instance{'s' if len(missing) != 1 else ''} missing")
+        return "; ".join([got, *reasons, *notes])
+    if state is RetrieveState.FAILED and not received and r.nothing_matched():
+        return (
+            f"the PACS has nothing matching: it answered {final} with no sub-operation "
+            "(nothing to send)"
+        )
+    if (
+        r.method is RetrieveMethod.MOVE
+        and final is not None
+        and final.category is Category.FAILURE
+        and not received
+    ):
+        # Many PACS (Orthanc among them) answer an unknown destination with 0xC000.
+        return (
+            f"{got}; the PACS answered {final}; check that it knows AE "
+            f"{r.move_destination} as a move destination at {destination_hint}"
+        )
+    if state is RetrieveState.DONE:
+        if r.expected is None:
+            got += " (checked by count only: the PACS did not list the instances)"
+        return "; ".join([got, *notes])
+    if state is RetrieveState.CANCELLED:
+        return "; ".join([f"cancelled; {got}", *notes])
+    reasons = []
+    if final is not None and final.category in (Category.FAILURE, Category.WARNING):
+        reasons.append(f"the PACS answered {final}")
+    failed = r.finished_counts["failed"]
+    if failed:
+        reasons.append(f"it reported {failed} failed sub-operation{'s' if failed != 1 else ''}")
+    if r.error:
+        reasons.append(r.error)
+    if r.stop_reason:
+        reasons.append(r.stop_reason)
+    if missing and r.retry_useless:
+        reasons.append(f"{len(missing)} instance{'s' if len(missing) != 1 else ''} not retrieved")
+    elif missing:
+        reasons.append(
+            f"{len(missing)} instance{'s' if len(missing) != 1 else ''} missing "
+            "(retry fetches only those)"
+        )
+    elif r.expected is None:
+        announced = max(r.announced(), r.expected_count or 0)
+        if announced > received:
+            reasons.append(f"{announced - received} of {announced} did not arrive")
+        elif not received:
+            reasons.append("nothing arrived")
+    return "; ".join([got, *reasons, *notes])
+
+
+def _notes(r: Retrieval) -> list[str]:
+    """What the user should know besides what arrived: how requests were sent, extras."""
+    notes = []
+    if r.lists_refused:
+        level, count = r.lists_refused[0]
+        notes.append(
+            f"{r.node.label} refused a request naming {count} {level} UIDs, so they "
+            f"were asked for one at a time (set the node to one UID per request to skip "
+            "the refused list)"
+        )
+    elif r.one_per_uid:
+        notes.append(f"sent one request per UID ({r.node.label} takes no UID lists)")
+    if r.unrequested:
+        count = len(r.unrequested)
+        notes.append(
+            f"{count} instance{'s' if count != 1 else ''} nobody asked for also arrived "
+            "and w" + ("ere" if count != 1 else "as") + " stored"
+        )
+    return notes
+
+
+def format_rate(size: int, seconds: float) -> str:
+    per_second = size / seconds
+    if per_second >= 1e6:
+        return f"{per_second / 1e6:.1f} MB/s"
+    return f"{per_second / 1e3:.0f} kB/s"

@@ -15,6 +15,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -26,11 +27,12 @@ from workstation.dimse.outcome import (
     RetrieveOutcome,
     RetrieveProgress,
     RetrieveState,
+    retrieve_message,
 )
 from workstation.dimse.plan import split_request, uid_list
 from workstation.dimse.status import Category, StatusInfo, describe
 from workstation.errors import NetworkError
-from workstation.nodes import CANCEL_GRACE, RemoteNode
+from workstation.nodes import CANCEL_GRACE, DEFAULT_IDLE_TIMEOUT, RemoteNode, RetrieveMethod
 from workstation.store import StoredInstance
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,34 @@ _COUNTERS = ("completed", "remaining", "failed", "warning")
 #: Retrievals running in this process: an arrival one of them asked for is not unrequested.
 _active: weakref.WeakSet[Retrieval] = weakref.WeakSet()
 _active_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How a caller follows and bounds a retrieve: progress, cancel, idle and total timeouts."""
+
+    on_progress: ProgressCallback | None = None
+    cancel: CancelToken | None = None
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    total_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a retrieve expects to arrive, decided by its plan before it starts.
+
+    ``instances`` from a listing (then arrivals are checked one by one), else ``count`` (from
+    NumberOf*RelatedInstances or the caller) and ``scope`` (the level's unique key and the
+    UIDs asked for, to tell which arrivals belong to this retrieve).
+    """
+
+    instances: tuple[ExpectedInstance, ...] | None = None
+    count: int | None = None
+    scope: tuple[str, set[str]] | None = None
+    #: Listed instances left out because the store already held them (only_missing).
+    already_stored: int = 0
+    #: The requests go out one UID each (the node takes no UID lists).
+    one_per_uid: bool = False
 
 
 class _Lane:
@@ -59,14 +89,17 @@ class Retrieval:
     def __init__(
         self,
         node: RemoteNode,
-        method: str,
+        method: RetrieveMethod,
         *,
         calling_aet: str,
-        on_progress: ProgressCallback | None,
-        cancel: CancelToken | None,
-        idle_timeout: float,
-        total_timeout: float | None,
+        timing: Timing,
+        expectation: Expectation | None = None,
+        move_destination: str = "",
+        query_model: str = "",
     ) -> None:
+        expectation = expectation or Expectation()
+        on_progress, cancel = timing.on_progress, timing.cancel
+        idle_timeout, total_timeout = timing.idle_timeout, timing.total_timeout
         self.node = node
         self.method = method
         self.calling_aet = calling_aet
@@ -77,10 +110,17 @@ class Retrieval:
         self.lock = threading.Condition()
         self.start = time.monotonic()
         self.last_activity = self.start
-        self.expected: dict[str, ExpectedInstance] | None = None
+        self.expected: dict[str, ExpectedInstance] | None = (
+            None
+            if expectation.instances is None
+            else {i.sop_instance_uid: i for i in expectation.instances}
+        )
         #: Without a listing: the count from NumberOf*RelatedInstances or the caller.
-        self.expected_count: int | None = None
-        self.scope: tuple[str, set[str]] | None = None  # (keyword, UIDs) when nothing is listed
+        self.expected_count: int | None = (
+            expectation.count if expectation.instances is None else None
+        )
+        #: (keyword, UIDs) when nothing is listed: what arrivals belong to this retrieve.
+        self.scope = expectation.scope
         self.received: set[str] = set()
         #: SOP Instance UIDs that arrived with content differing from the stored copy.
         self.conflicts: list[str] = []
@@ -92,18 +132,18 @@ class Retrieval:
         self.error: str | None = None
         self.stop_reason: str | None = None
         self.cancel_sent = False
-        self.query_model: str = ""
+        self.query_model = query_model
         self.done = False
-        self.move_destination = ""
+        self.move_destination = move_destination
         #: Listed instances left out because the store already held them (only_missing).
-        self.already_stored = 0
+        self.already_stored = expectation.already_stored
         self.cancel_grace = CANCEL_GRACE
         #: Whether every final response so far carried the three sub-operation counters.
         self.reported_counts = True
         #: (level, how many UIDs) of list requests the PACS refused (then sent one by one).
         self.lists_refused: list[tuple[str, int]] = []
         #: The requests went out one UID each because the node is known not to take lists.
-        self.one_per_uid = False
+        self.one_per_uid = expectation.one_per_uid
         #: Instances that arrived meanwhile that neither this retrieve nor another one running
         #: asked for (stored all the same: they are valid data).
         self.unrequested: set[str] = set()
@@ -114,6 +154,12 @@ class Retrieval:
         self._write_failures_at_start = 0
         #: Retry cannot help (e.g. the PACS refuses C-GET altogether): say so, not "retry".
         self.retry_useless = False
+
+    def fail(self, message: str) -> None:
+        """Record why the retrieve could not go on (the first reason is kept)."""
+        with self.lock:
+            if self.error is None:
+                self.error = message
 
     # -- arrivals (association threads) -------------------------------------------------------
 
@@ -407,7 +453,7 @@ class Retrieval:
         if self.expected is not None:
             settled = self.received.union(self.failed_uids)
             return any(uid not in settled for uid in self.expected)
-        target = max(self._announced(), self.expected_count or 0)
+        target = max(self.announced(), self.expected_count or 0)
         if not target and self.nothing_matched():
             return False
         # Knowing nothing (no counts, or a success that counted nothing), only the idle
@@ -431,7 +477,7 @@ class Retrieval:
             self.final is not None
             and self.final.category is Category.SUCCESS
             and self.reported_counts
-            and not self._announced()
+            and not self.announced()
             and not self.finished_counts["failed"]
             and not self.expected
             and not self.expected_count
@@ -449,7 +495,7 @@ class Retrieval:
         self.sink = sink
         self._write_failures_at_start = sink.write_failures()[0]
 
-    def _announced(self) -> int:
+    def announced(self) -> int:
         return self.finished_counts["completed"] + self.finished_counts["warning"]
 
     def wait_for_stragglers(self) -> None:
@@ -513,13 +559,15 @@ class Retrieval:
                 final is None
                 or final.category is not Category.SUCCESS
                 or counts["failed"]
-                or received < max(self._announced(), self.expected_count or 0)
+                or received < max(self.announced(), self.expected_count or 0)
             ):
                 state = RetrieveState.PARTIAL
             else:
                 state = RetrieveState.DONE
             seconds = time.monotonic() - self.start
-            message = self._message(state, final, received, missing, seconds, destination_hint)
+            message = retrieve_message(
+                self, state, final, received, missing, seconds, destination_hint
+            )
             return RetrieveOutcome(
                 node=self.node,
                 method=self.method,
@@ -545,131 +593,11 @@ class Retrieval:
                 write_failures=self.write_failures()[0],
             )
 
-    def _message(
-        self,
-        state: RetrieveState,
-        final: StatusInfo | None,
-        received: int,
-        missing: tuple[str, ...],
-        seconds: float,
-        destination_hint: str,
-    ) -> str:
-        total = len(self.expected) if self.expected is not None else self.expected_count
-        of = f" of {total}" if total is not None else ""
-        noun = "instance" if received == 1 else "instances"
-        rate = f" ({format_rate(self.bytes, seconds)})" if seconds > 0 and self.bytes else ""
-        got = f"received {received}{of} {noun} in {seconds:.1f} s{rate}"
-        if self.already_stored:
-            got += f" ({self.already_stored} already in the local store)"
-        if self.conflicts:
-            count = len(set(self.conflicts))
-            got += (
-                f"; {count} arrived with content differing from the stored "
-                f"cop{'ies' if count != 1 else 'y'}: the stored kept, the new set aside in "
-                "the store's .conflicts folder"
-            )
-        failures, why = self.write_failures()
-        disk = ""
-        if failures:
-            disk = (
-                f"our local store could not write {failures} "
-                f"instance{'s' if failures != 1 else ''} ({why}): free space on its disk "
-                "(or fix the store folder), then Retry"
-            )
-        notes = self._notes()
-        if final is not None and final.code == 0xA801 and not self.lists_refused:
-            return (
-                f"the PACS does not know AE {self.move_destination} as a move destination; "
-                f"add {self.move_destination} at {destination_hint} to its configuration"
-            )
-        if disk and state is not RetrieveState.DONE:
-            reasons = [disk]
-            if final is not None and final.category in (Category.FAILURE, Category.WARNING):
-                reasons.append(f"the PACS then answered {final}")
-            if missing:
-                reasons.append(f"{len(missing)} instance{'s' if len(missing) != 1 else ''} missing")
-            return "; ".join([got, *reasons, *notes])
-        if state is RetrieveState.FAILED and not received and self.nothing_matched():
-            return (
-                f"the PACS has nothing matching: it answered {final} with no sub-operation "
-                "(nothing to send)"
-            )
-        if (
-            self.method == "move"
-            and final is not None
-            and final.category is Category.FAILURE
-            and not received
-        ):
-            # Many PACS (Orthanc among them) answer an unknown destination with 0xC000.
-            return (
-                f"{got}; the PACS answered {final}; check that it knows AE "
-                f"{self.move_destination} as a move destination at {destination_hint}"
-            )
-        if state is RetrieveState.DONE:
-            if self.expected is None:
-                got += " (checked by count only: the PACS did not list the instances)"
-            return "; ".join([got, *notes])
-        if state is RetrieveState.CANCELLED:
-            return "; ".join([f"cancelled; {got}", *notes])
-        reasons = []
-        if final is not None and final.category in (Category.FAILURE, Category.WARNING):
-            reasons.append(f"the PACS answered {final}")
-        failed = self.finished_counts["failed"]
-        if failed:
-            reasons.append(f"it reported {failed} failed sub-operation{'s' if failed != 1 else ''}")
-        if self.error:
-            reasons.append(self.error)
-        if self.stop_reason:
-            reasons.append(self.stop_reason)
-        if missing and self.retry_useless:
-            reasons.append(
-                f"{len(missing)} instance{'s' if len(missing) != 1 else ''} not retrieved"
-            )
-        elif missing:
-            reasons.append(
-                f"{len(missing)} instance{'s' if len(missing) != 1 else ''} missing "
-                "(retry fetches only those)"
-            )
-        elif self.expected is None:
-            announced = max(self._announced(), self.expected_count or 0)
-            if announced > received:
-                reasons.append(f"{announced - received} of {announced} did not arrive")
-            elif not received:
-                reasons.append("nothing arrived")
-        return "; ".join([got, *reasons, *notes])
-
-    def _notes(self) -> list[str]:
-        """What the user should know besides what arrived: how requests were sent, extras."""
-        notes = []
-        if self.lists_refused:
-            level, count = self.lists_refused[0]
-            notes.append(
-                f"{self.node.label} refused a request naming {count} {level} UIDs, so they "
-                f"were asked for one at a time (set the node to one UID per request to skip "
-                "the refused list)"
-            )
-        elif self.one_per_uid:
-            notes.append(f"sent one request per UID ({self.node.label} takes no UID lists)")
-        if self.unrequested:
-            count = len(self.unrequested)
-            notes.append(
-                f"{count} instance{'s' if count != 1 else ''} nobody asked for also arrived "
-                "and w" + ("ere" if count != 1 else "as") + " stored"
-            )
-        return notes
-
 
 def _rank(info: StatusInfo) -> int:
     """How bad a final status is, for choosing the retrieve's among several lanes."""
     order = [Category.SUCCESS, Category.WARNING, Category.CANCEL, Category.FAILURE]
     return order.index(info.category) if info.category in order else len(order)
-
-
-def format_rate(size: int, seconds: float) -> str:
-    per_second = size / seconds
-    if per_second >= 1e6:
-        return f"{per_second / 1e6:.1f} MB/s"
-    return f"{per_second / 1e3:.0f} kB/s"
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -17,7 +17,6 @@ late are kept: they are valid data.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +34,7 @@ from workstation.dimse.plan import (
     requests_for_query,
     split_request,
 )
-from workstation.dimse.retrieval import ProgressCallback, Retrieval
+from workstation.dimse.retrieval import Expectation, ProgressCallback, Retrieval, Timing
 from workstation.dimse.storage import StorageServer, StoreSink
 from workstation.errors import InvalidInput, NetworkError, OperationFailed
 from workstation.nodes import (
@@ -43,6 +42,7 @@ from workstation.nodes import (
     DEFAULT_AE_TITLE,
     DEFAULT_IDLE_TIMEOUT,
     RemoteNode,
+    RetrieveMethod,
 )
 from workstation.query import InformationModel, Level, Query
 from workstation.store import LocalStore
@@ -124,11 +124,17 @@ def _leave_out_stored(plan: RetrievePlan, store: LocalStore) -> tuple[RetrievePl
 
 
 def _prepare(
-    node: RemoteNode, method: str, calling_aet: str, request: _Request, kwargs: dict[str, Any]
+    node: RemoteNode,
+    method: RetrieveMethod,
+    calling_aet: str,
+    request: _Request,
+    timing: Timing,
+    move_destination: str = "",
 ) -> tuple[Retrieval, RetrievePlan, InformationModel]:
-    retrieval = Retrieval(node, method, calling_aet=calling_aet, **kwargs)
-    retrieval.cancel_grace = CANCEL_GRACE
-    query, retry_of, expected = request.query, request.retry_of, request.expected
+    """List what ``request`` covers and build the :class:`Retrieval` that will follow it."""
+    query, retry_of = request.query, request.retry_of
+    already_stored = 0
+    scope: tuple[str, set[str]] | None = None
     if retry_of is not None:
         instances = retry_of.missing_instances
         if not instances:
@@ -143,21 +149,34 @@ def _prepare(
         plan = _plan(node, query, calling_aet, request.check)
         model = query.model
         if request.store is not None and plan.instances is not None:
-            plan, retrieval.already_stored = _leave_out_stored(plan, request.store)
-            if retrieval.already_stored:
+            plan, already_stored = _leave_out_stored(plan, request.store)
+            if already_stored:
                 model = InformationModel.STUDY_ROOT  # IMAGE-level requests, as for a retry
         if plan.instances is None and query.level is not None:
             key = query.level.unique_key
-            retrieval.scope = (key, set((query.get(key) or "").split("\\")))
+            scope = (key, set((query.get(key) or "").split("\\")))
+    one_per_uid = False
     if not _takes_uid_lists(node):
         split = tuple(single for r in plan.requests for single in split_request(r))
-        retrieval.one_per_uid = len(split) > len(plan.requests)
+        one_per_uid = len(split) > len(plan.requests)
         plan = RetrievePlan(split, plan.instances, plan.count)
-    if plan.instances is not None:
-        retrieval.expected = {i.sop_instance_uid: i for i in plan.instances}
-    elif expected is not None or plan.count is not None:
-        retrieval.expected_count = plan.count if plan.count is not None else expected
-    retrieval.start = retrieval.last_activity = time.monotonic()
+    expectation = Expectation(
+        instances=plan.instances,
+        count=plan.count if plan.count is not None else request.expected,
+        scope=scope,
+        already_stored=already_stored,
+        one_per_uid=one_per_uid,
+    )
+    retrieval = Retrieval(
+        node,
+        method,
+        calling_aet=calling_aet,
+        timing=timing,
+        expectation=expectation,
+        move_destination=move_destination,
+        query_model=model.move_uid if method is RetrieveMethod.MOVE else model.get_uid,
+    )
+    retrieval.cancel_grace = CANCEL_GRACE
     return retrieval, plan, model
 
 
@@ -226,16 +245,11 @@ def move(
     if not scp.running:
         scp.start()
     aet = calling_aet or scp.ae_title
-    kwargs = dict(
-        on_progress=on_progress,
-        cancel=cancel,
-        idle_timeout=idle_timeout,
-        total_timeout=total_timeout,
-    )
+    timing = Timing(on_progress, cancel, idle_timeout, total_timeout)
     request = _Request(query, retry_of, check, expected, scp.store if only_missing else None)
-    retrieval, plan, model = _prepare(node, "move", aet, request, kwargs)
-    retrieval.move_destination = scp.ae_title
-    retrieval.query_model = model.move_uid
+    retrieval, plan, model = _prepare(
+        node, RetrieveMethod.MOVE, aet, request, timing, move_destination=scp.ae_title
+    )
     retrieval.watch_sink(scp)
     unsubscribe = scp.subscribe(retrieval.on_stored)
     hint = f"port {scp.port}"
@@ -261,7 +275,7 @@ def move(
         scp.drain()  # instances acknowledged are written before anything is counted
         retrieval.wait_for_stragglers()
     except NetworkError as exc:
-        retrieval.error = str(exc)
+        retrieval.fail(str(exc))
     finally:
         if retrieval.expecting_more():
             scp.settle(SETTLE_SECONDS)  # an instance still arriving when the PACS went away
@@ -351,15 +365,9 @@ def get(
             only_missing=only_missing,
         )  # fmt: skip
         return _audited(store, outcome, query, calling_aet)
-    kwargs = dict(
-        on_progress=on_progress,
-        cancel=cancel,
-        idle_timeout=idle_timeout,
-        total_timeout=total_timeout,
-    )
+    timing = Timing(on_progress, cancel, idle_timeout, total_timeout)
     request = _Request(query, retry_of, check, expected, store if only_missing else None)
-    retrieval, plan, model = _prepare(node, "get", calling_aet, request, kwargs)
-    retrieval.query_model = model.get_uid
+    retrieval, plan, model = _prepare(node, RetrieveMethod.GET, calling_aet, request, timing)
     sink = StoreSink(store)
     retrieval.watch_sink(sink)
     sink.subscribe(retrieval.on_stored)
@@ -400,12 +408,12 @@ def get(
                 with open_one() as assoc:
                     retrieval.run_requests(assoc, plan.requests, send)
         except _RoleRefused as exc:
-            retrieval.error = str(exc)
+            retrieval.fail(str(exc))
             retrieval.retry_useless = True
         sink.drain()  # the last instances are written before the outcome counts them
         retrieval.wait_for_stragglers()
     except NetworkError as exc:
-        retrieval.error = str(exc)
+        retrieval.fail(str(exc))
     finally:
         if retrieval.expecting_more():
             sink.settle(SETTLE_SECONDS)
