@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -34,12 +33,12 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
+from tests.support import LOOPBACK, free_port, port_open
 from workstation.demo import UID_PREFIX, generate_archive
 from workstation.nodes import RemoteNode
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 ORTHANC_BINARY = "/usr/sbin/Orthanc"
 #: Debian's orthanc-dicomweb installs the plugin here.
 ORTHANC_DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
@@ -51,21 +50,6 @@ MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
 
 class ServerError(RuntimeError):
     """A test server is missing, did not start, or refused a request."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int, host: str = LOOPBACK) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def require_binary(path: str | Path, package: str) -> str:

@@ -25,6 +25,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelGet,
 )
 
+from tests.support import free_port
 from workstation.demo.archive import DemoArchive, demo_archive
 from workstation.demo.generator import Archive, StudyInfo
 from workstation.demo.matching import QueryError, match_one, matches
@@ -55,12 +56,6 @@ def _tool(name: str) -> str:
     path = TOOLS[name]
     assert path is not None
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _run(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -303,7 +298,7 @@ def test_move_study_to_storescp(demo: DemoArchive, content: Archive, tmp_path: P
     study = _multi_series_study(content)
     received = tmp_path / "received"
     received.mkdir()
-    port = _free_port()
+    port = free_port()
     storescp = subprocess.Popen(
         [_tool("storescp"), "-aet", "MOVEDEST", "-od", str(received), str(port)],
         stdout=subprocess.DEVNULL,

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from servers import LOOPBACK, OrthancServer, free_port
 
 import workstation as ws
+from tests.servers import LOOPBACK, OrthancServer, free_port
 from workstation.demo.generator import Archive
 from workstation.dicomweb import credentials
 from workstation.dicomweb.client import CredentialsRefused

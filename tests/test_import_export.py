@@ -23,9 +23,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pytestqt.qtbot import QtBot
-from servers import dcmtk
 
 import workstation as ws
+from tests.servers import dcmtk
 from workstation.cancel import CancelToken
 from workstation.demo import Archive
 from workstation.export import ExportCancelled, ExportProgress

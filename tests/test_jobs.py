@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import LOOPBACK, OrthancServer, free_port
 
+from tests.servers import LOOPBACK, OrthancServer, free_port
+from tests.support import wait_until
 from workstation.demo import Archive, generate_large_study
 from workstation.demo.archive import DemoArchive
 from workstation.dimse.storage import StorageServer
@@ -28,15 +29,6 @@ from workstation.store import LocalStore, StoredInstance
 TIMEOUT = 30.0
 SCP_AET = "JOBSTEST"
 LARGE_COUNT = 60
-
-
-def wait_until(predicate: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
-    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.01)
 
 
 class Recorder:

@@ -20,6 +20,7 @@ from pydicom import dcmread
 
 import workstation as ws
 from tests.servers import LOOPBACK, dcmtk, free_port
+from tests.support import port_open
 from workstation.demo import Archive, DemoArchive
 from workstation.dimse.outcome import RetrieveProgress
 
@@ -251,7 +252,7 @@ def test_dcmtk_movescu_into_our_store_scp(
     )
     try:
         deadline = time.monotonic() + 20
-        while not _port_open(store_port):
+        while not port_open(store_port):
             assert server.poll() is None, server.stderr.read() if server.stderr else ""
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -301,13 +302,6 @@ def test_dcmtk_movescu_into_our_store_scp(
     assert out.count("stored ") == study.number_of_instances
     with ws.LocalStore(target) as check:
         assert check.instance_uids() == archive.sop_instance_uids(study.StudyInstanceUID)
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        return sock.connect_ex((LOOPBACK, port)) == 0
 
 
 def test_killed_retrieve_leaves_no_partial_file_and_retry_completes(tmp_path: Path) -> None:
