@@ -1,5 +1,6 @@
 """Guard against PySide6 6.12.0 on Python 3.11: each Signal.emit() drops a reference to True,
-and the interpreter aborts (``bool_dealloc``) after a few hundred emits. See DESIGN.md."""
+and the interpreter aborts (``bool_dealloc``) after a few hundred emits. pyproject.toml
+pins PySide6 below 6.12 for this reason."""
 
 from __future__ import annotations
 
