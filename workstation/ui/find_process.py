@@ -38,10 +38,10 @@ from typing import IO, Any
 
 import workstation
 from workstation.cancel import CancelToken
-from workstation.dimse.find import CANCEL_GRACE, find
+from workstation.dimse.find import find
 from workstation.errors import WorkstationError
 from workstation.logs import tame_warnings
-from workstation.nodes import RemoteNode
+from workstation.nodes import CANCEL_GRACE, RemoteNode
 from workstation.query import Query
 from workstation.results import StudyRow
 
