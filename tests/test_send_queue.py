@@ -267,9 +267,11 @@ def test_a_job_file_from_before_send_jobs_loads(
         (2, JobKind.SEND, JobState.DONE),
     ]
     assert reopened.get(2).message == "sent 6 of 6 instances"
+    counters = reopened.get(2).send_progress  # Images and Speed read the same after a restart
+    assert counters is not None and (counters.sent, counters.total) == (6, 6)
     reopened.shutdown(timeout=TIMEOUT)
     check = sqlite3.connect(tmp_path / "jobs.sqlite")
-    assert check.execute("PRAGMA user_version").fetchone() == (2,)
+    assert check.execute("PRAGMA user_version").fetchone() == (3,)
     check.close()
 
 

@@ -555,6 +555,41 @@ class StorageServer(StoreSink):
             " (DICOM TLS)" if ssl_context is not None else "",
         )
 
+    def reconfigure(
+        self,
+        local: LocalAE,
+        *,
+        allowed_callers: Sequence[str] = (),
+        tls: TlsServerConfig | None = None,
+    ) -> None:
+        """Take another AE title, port, address, callers or TLS while listening (the window's
+        Local AE settings, applied without a restart). On the same address and port the
+        listener stays and the rest applies from the next association; another port or address
+        is bound first, then the old listener stops (aborting its associations). When the new
+        one cannot listen (:class:`PortInUse`, :class:`InvalidInput` for TLS files) nothing
+        changes and the old one goes on serving. Not listening: applies at the next start."""
+        context = tls.context() if tls is not None else None  # InvalidInput before any change
+        with self._start_lock:
+            server, old = self._server, (self.local, self.allowed_callers, self.tls)
+            self.local, self.allowed_callers, self.tls = local, list(allowed_callers), tls
+            if server is None:
+                return
+            if (local.bind, local.port) == (old[0].bind, server.port):
+                server.ae_title, server.ssl_context = local.ae_title, context
+                server.allowed_callers = list(allowed_callers)
+                log.info("storage SCP is now %s on port %d", local.ae_title, server.port)
+                return
+            try:
+                self._start()  # binds the new port; self._server is replaced only on success
+            except BaseException:
+                self.local, self.allowed_callers, self.tls = old
+                raise
+            old_port = server.port
+            with _running_lock:
+                _running.pop(old_port, None)
+        server.stop()
+        log.info("storage SCP stopped listening on port %d", old_port)
+
     def stop(self) -> None:
         with self._start_lock:
             self._shared = None

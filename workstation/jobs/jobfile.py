@@ -1,7 +1,9 @@
 """The SQLite file that keeps the queue's jobs across restarts (WAL, one row a job).
 
-Schema version 2 added the send jobs (columns ``kind`` and ``details``); a version-1 file is
-upgraded in place when it is opened (its jobs are retrieves, the columns' defaults).
+Schema version 2 added the send jobs (columns ``kind`` and ``details``); version 3 the last
+attempt's counters (``progress``, ``send_progress``: instances, bytes, seconds), so a finished
+job shows the same Images, Progress and Speed after a restart. An older file is upgraded in
+place when it is opened (its rows take the new columns' defaults: retrieves, no counters).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import logging
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from workstation.dimse.outcome import RetrieveProgress
+from workstation.dimse.send import SendProgress
 from workstation.errors import WorkstationError
 from workstation.jobs.model import JobKind, JobState, RetrieveJob
 from workstation.nodes import RemoteNode
@@ -22,7 +26,9 @@ from workstation.query import Level
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+_P = TypeVar("_P", RetrieveProgress, SendProgress)
 
 _COLUMNS = [
     "node",
@@ -40,11 +46,15 @@ _COLUMNS = [
     "attempts",
     "kind",
     "details",
+    "progress",
+    "send_progress",
 ]
 #: Columns added after version 1, with their definitions (ALTER TABLE ... ADD COLUMN).
 _ADDED = {
     "kind": "kind TEXT NOT NULL DEFAULT 'retrieve'",  # retrieve or send
     "details": "details TEXT NOT NULL DEFAULT '[]'",  # JSON [[SOP Instance UID, why], ...]
+    "progress": "progress TEXT",  # JSON RetrieveProgress of the last attempt, or NULL
+    "send_progress": "send_progress TEXT",  # JSON SendProgress of the last attempt, or NULL
 }
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -63,7 +73,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished REAL,
     attempts INTEGER NOT NULL,
     kind TEXT NOT NULL DEFAULT 'retrieve',
-    details TEXT NOT NULL DEFAULT '[]'
+    details TEXT NOT NULL DEFAULT '[]',
+    progress TEXT,
+    send_progress TEXT
 )
 """
 
@@ -86,6 +98,19 @@ def _node_from_json(text: str) -> RemoteNode:
     data = json.loads(text)
     known = {f.name for f in dataclasses.fields(RemoteNode)}
     return RemoteNode(**{k: v for k, v in data.items() if k in known})
+
+
+def _counters_json(counters: RetrieveProgress | SendProgress | None) -> str | None:
+    return None if counters is None else json.dumps(dataclasses.asdict(counters))
+
+
+def _counters(kind: type[_P], text: str | None) -> _P | None:
+    """The counters saved by :func:`_counters_json` (fields it does not know are dropped)."""
+    if not text:
+        return None
+    data = json.loads(text)
+    known = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in data.items() if k in known})
 
 
 class JobFile:
@@ -164,6 +189,8 @@ class JobFile:
             attempts=int(values["attempts"] or 0),
             kind=JobKind(values["kind"] or JobKind.RETRIEVE),
             details=tuple((str(u), str(w)) for u, w in json.loads(values["details"] or "[]")),
+            progress=_counters(RetrieveProgress, values["progress"]),
+            send_progress=_counters(SendProgress, values["send_progress"]),
         )
 
     @staticmethod
@@ -173,6 +200,7 @@ class JobFile:
             job.label, job.expected, str(job.state), job.message, json.dumps(job.missing),
             job.created, job.started, job.finished, job.attempts,
             str(job.kind), json.dumps(job.details),
+            _counters_json(job.progress), _counters_json(job.send_progress),
         ]  # fmt: skip
 
     def insert(self, job: RetrieveJob) -> int:

@@ -360,6 +360,16 @@ class RetrieveQueue:
             self._limit = value
             self._schedule_locked()
 
+    @property
+    def calling_aet(self) -> str:
+        """Our AE title in the associations the jobs open."""
+        return self._calling_aet
+
+    @calling_aet.setter
+    def calling_aet(self, value: str) -> None:
+        """A new AE title (the settings changed): for the attempts that start from now on."""
+        self._calling_aet = value
+
     def shutdown(
         self, wait: bool = True, cancel_running: bool = True, timeout: float | None = None
     ) -> None:

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from workstation.dimse.echo import echo
 from workstation.nodes import RemoteNode
 from workstation.results import LocalPresence, StudyRow
+from workstation.settings import Settings
 from workstation.ui.criteria import SearchCriteria
 from workstation.ui.failure_banner import FailureBanner
 from workstation.ui.help_menu import FileLocations, HelpMenu
@@ -458,19 +459,57 @@ class MainWindow(QMainWindow):
         )
 
     def manage_nodes(self) -> None:
-        dialog = NodesDialog(self.session.settings, self.runner, self)
-        if dialog.exec() != QDialog.DialogCode.Accepted:
-            return
+        dialog = NodesDialog(
+            self.session.settings, self.runner, self, builtin=self.session.session_nodes
+        )
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.apply_settings(dialog.settings())
+
+    def apply_settings(self, new: Settings) -> None:
+        """Use saved settings at once: nodes, our AE title, and the storage SCP's port,
+        callers and TLS (moved in a worker); the store folder and serving need a restart."""
         old = self.session.settings
-        new = dialog.settings()
         self.session.settings = new
+        self.series_panel.calling_aet = new.ae_title
         self.query_panel.set_nodes(sorted(self.session.nodes))
+        scp = (new.local_ae, new.scp_tls_config, new.serve_callers)
+        if scp != (old.local_ae, old.scp_tls_config, old.serve_callers):
+            self._move_scp(old, new)
         serving = (new.serve_enabled, new.serve_port) != (old.serve_enabled, old.serve_port)
-        if new.local_ae != old.local_ae or new.store_dir != old.store_dir or serving:
+        serving |= new.serve_enabled and new.ae_title != old.ae_title
+        if new.store_dir != old.store_dir or serving:
             QMessageBox.information(
-                self, "Restart needed", "The new local AE, ports, serving or store folder apply "
-                "at the next start of the workstation.",
+                self, "Restart needed", "The new store folder and serving settings apply at "
+                "the next start of the workstation.",
             )  # fmt: skip
+
+    def _move_scp(self, old: Settings, new: Settings) -> None:
+        """Restart the storage SCP with the new settings in a worker (never on the GUI
+        thread); on a failure it keeps listening as before, and a message says why."""
+        self.scp_label.setText(f"Storage SCP: moving to {new.ae_title}@{new.store_port}…")
+        self.scp_label.setStyleSheet("")
+        session = self.session
+
+        def moved(status: str) -> None:
+            self._show_scp_status()
+            self.statusBar().showMessage(f"Storage SCP {status}", 8000)
+
+        def failed(exc: BaseException) -> None:
+            self._show_scp_status()
+            still = session.scp.running
+            now = f"It stays {session.scp_status}." if still else "It is not listening."
+            self._task_failed("Storage SCP settings", f"{_sentence(str(exc))}. {now}")
+
+        self.runner.run(
+            lambda _c: session.apply_local_ae(old, new),
+            title="Storage SCP settings",
+            success=moved,
+            failure=failed,
+        )
+
+    def _show_scp_status(self) -> None:
+        self.scp_label.setText(self.session.scp_status)
+        self.scp_label.setStyleSheet(_OK if self.session.scp.running else _BAD)
 
     def verify_nodes(self) -> None:
         names = self.query_panel.selected_nodes()
@@ -544,6 +583,10 @@ class MainWindow(QMainWindow):
             browser.setParent(None)
             shiboken6.delete(browser)
         super().closeEvent(event)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _echo_text(node: RemoteNode, calling_aet: str, _context: object) -> str:

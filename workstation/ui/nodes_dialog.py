@@ -3,6 +3,8 @@
 Every field is checked with the core's constructors (:class:`RemoteNode`, :class:`LocalAE`,
 :func:`validate_ae_title`), and their plain-language :class:`InvalidInput` message is shown
 under the form as the user types. OK writes the settings with :func:`settings.save`.
+Nodes that exist only in this session (the demo archive of ``--demo``) are listed after the
+saved ones, marked "built-in", read-only and never saved; Echo works on them too.
 C-ECHO (PS3.4 Annex A) runs through the window's :class:`~workstation.ui.tasks.TaskRunner`,
 so an unreachable host never freezes the window.
 """
@@ -117,14 +119,23 @@ class NodeDraft:
 
 
 class NodesDialog(QDialog):
-    """Edit remote nodes and local settings; ``exec()`` then :meth:`settings` for the result."""
+    """Edit remote nodes and local settings; ``exec()`` then :meth:`settings` for the result.
+
+    ``builtin`` holds the session's own nodes (the demo archive): shown, echoed, not edited.
+    """
 
     echo_finished = Signal(str, bool)  # text shown, success
 
     def __init__(
-        self, current: Settings, tasks: TaskRunner | None = None, parent: QWidget | None = None
+        self,
+        current: Settings,
+        tasks: TaskRunner | None = None,
+        parent: QWidget | None = None,
+        *,
+        builtin: dict[str, RemoteNode] | None = None,
     ) -> None:
         super().__init__(parent)
+        self._builtin = list((builtin or {}).values())
         self._tasks = tasks if tasks is not None else TaskRunner(self, max_workers=2)
         self._echo_task: Task[EchoResult] | None = None
         self.setWindowTitle("DICOM nodes and settings")
@@ -147,8 +158,13 @@ class NodesDialog(QDialog):
 
         for draft in self._drafts:
             self.node_list.addItem(QListWidgetItem(draft.name))
+        for node in self._builtin:  # after the saved nodes: their rows follow the drafts'
+            item = QListWidgetItem(f"{node.name} (built-in demo)")
+            item.setForeground(Qt.GlobalColor.darkGray)
+            item.setToolTip("The demo archive of this session (--demo): not saved, read-only")
+            self.node_list.addItem(item)
         self.node_list.currentRowChanged.connect(self._show_draft)
-        self.node_list.setCurrentRow(0 if self._drafts else -1)
+        self.node_list.setCurrentRow(0 if self._drafts or self._builtin else -1)
         self._show_draft(self.node_list.currentRow())
         self.resize(720, 420)
 
@@ -318,7 +334,7 @@ class NodesDialog(QDialog):
         while name.casefold() in names:
             name, n = f"New node {n}", n + 1
         self._drafts.append(NodeDraft(name=name))
-        self.node_list.addItem(QListWidgetItem(name))
+        self.node_list.insertItem(len(self._drafts) - 1, QListWidgetItem(name))
         self.node_list.setCurrentRow(len(self._drafts) - 1)
         self.name_edit.setFocus()
         self.name_edit.selectAll()
@@ -330,10 +346,20 @@ class NodesDialog(QDialog):
             self.node_list.takeItem(row)
             self._show_draft(self.node_list.currentRow())
 
+    def _builtin_at(self, row: int) -> RemoteNode | None:
+        """The built-in node on list row ``row``, if that row shows one."""
+        at = row - len(self._drafts)
+        return self._builtin[at] if 0 <= at < len(self._builtin) else None
+
     def _show_draft(self, row: int) -> None:
         draft = self._drafts[row] if 0 <= row < len(self._drafts) else None
+        builtin = self._builtin_at(row)
+        if builtin is not None:
+            draft = NodeDraft.of(builtin)
         self.form_box.setEnabled(draft is not None)
-        self.remove_button.setEnabled(draft is not None)
+        for field in self._form_fields():
+            field.setEnabled(builtin is None)
+        self.remove_button.setEnabled(draft is not None and builtin is None)
         self.echo_result.setText("")
         self._loading = True
         try:
@@ -384,8 +410,24 @@ class NodesDialog(QDialog):
         self.echo_result.setText("")
         self._check_draft(row)
 
+    def _form_fields(self) -> list[QWidget]:
+        """The form's editable fields (Echo stays usable on a built-in node)."""
+        return [
+            self.name_edit, self.ae_edit, self.host_edit, self.port_edit, self.method_combo,
+            self.connect_spin, self.dimse_spin, self.lanes_spin, self.charset_combo,
+            self.lists_check, self.tls_group,
+        ]  # fmt: skip
+
     def _check_draft(self, row: int) -> RemoteNode | None:
         """Validate one draft, show its problem under the form and mark its list item."""
+        builtin = self._builtin_at(row)
+        if builtin is not None:
+            self.node_error.setText(
+                "The demo archive built into this session (workstation --demo): it is not "
+                "saved and cannot be edited. Add a node for your own PACS."
+            )
+            self.node_error.setStyleSheet("color: #555;")
+            return builtin
         if not 0 <= row < len(self._drafts):
             self.node_error.setText("" if self._drafts else "No remote node yet: press Add.")
             self.node_error.setStyleSheet("color: #555;")
@@ -407,6 +449,9 @@ class NodesDialog(QDialog):
         for other, draft in enumerate(self._drafts):
             if other != row and draft.name.strip().casefold() == name:
                 raise InvalidInput(f"another node is already called {draft.name.strip()!r}")
+        for node in self._builtin:
+            if node.name.casefold() == name:
+                raise InvalidInput(f"{node.name!r} is the built-in demo node's name")
 
     # -- echo --------------------------------------------------------------------------------
 

@@ -93,22 +93,40 @@ def size_text(size: float) -> str:
     return f"{size / 1e3:.0f} kB"
 
 
-def speed_text(job: RetrieveJob) -> str:
+def _transfer(job: RetrieveJob) -> tuple[int, int, float] | None:
+    """Images moved, bytes and seconds of the job's current (or last) attempt, when known."""
     if job.kind is JobKind.SEND:
         sending = job.send_progress
         if sending is None or sending.elapsed <= 0:
-            return ""
-        if job.state is JobState.RUNNING:
-            rate = sending.bytes / sending.elapsed
-            return f"{sending.done / sending.elapsed:.0f} img/s · {size_text(rate)}/s"
-        return f"{sending.elapsed:.1f} s · {size_text(sending.bytes)}"
+            return None
+        return sending.done, sending.bytes, sending.elapsed
     progress = job.progress
     if progress is None or progress.elapsed <= 0:
+        return None
+    return progress.received, progress.bytes, progress.elapsed
+
+
+def speed_text(job: RetrieveJob) -> str:
+    """ "40 img/s · 2.1 MB/s": a running job's average so far, a finished job's average over
+    its last attempt (the same words, so the two read alike; the tooltip says how long)."""
+    transfer = _transfer(job)
+    if transfer is None:
         return ""
-    if job.state is JobState.RUNNING:
-        rate = progress.bytes / progress.elapsed
-        return f"{progress.rate:.0f} img/s · {size_text(rate)}/s"
-    return f"{progress.elapsed:.1f} s · {size_text(progress.bytes)}"
+    images, size, seconds = transfer
+    if job.is_finished and not images:
+        return ""  # nothing moved: no speed to speak of (the Details say why)
+    return f"{images / seconds:.0f} img/s · {size_text(size / seconds)}/s"
+
+
+def speed_tooltip(job: RetrieveJob) -> str | None:
+    """ "Average of the last attempt: 119 images, 6.2 MB in 3.0 s"."""
+    transfer = _transfer(job)
+    if transfer is None:
+        return None
+    images, size, seconds = transfer
+    what = "Average of the last attempt" if job.is_finished else "Average so far"
+    noun = "image" if images == 1 else "images"
+    return f"{what}: {images} {noun}, {size_text(size)} in {seconds:.1f} s"
 
 
 class QueueTableModel(RowTableModel[RetrieveJob, QueueColumn]):
@@ -161,6 +179,9 @@ class QueueTableModel(RowTableModel[RetrieveJob, QueueColumn]):
             if row.kind is JobKind.SEND:
                 return _sent_count(row)
             return row.progress.received if row.progress is not None else 0
+        if column is QueueColumn.SPEED:
+            transfer = _transfer(row) if speed_text(row) else None
+            return transfer[1] / transfer[2] if transfer is not None else -1.0
         return self.display(row, column).casefold()
 
     def tooltip(self, row: RetrieveJob, column: QueueColumn) -> str | None:
@@ -170,6 +191,8 @@ class QueueTableModel(RowTableModel[RetrieveJob, QueueColumn]):
                 more = [f"… and {len(lines) - 10} more"] if len(lines) > 10 else []
                 return "\n".join([row.message, "", "Not sent:", *lines[:10], *more])
             return row.message or None
+        if column is QueueColumn.SPEED:
+            return speed_tooltip(row)
         if column is QueueColumn.LABEL:
             what = f"{len(row.series_uids)} series" if row.series_uids else "whole study"
             return f"{row.label}\n{what}, attempt {row.attempts}"

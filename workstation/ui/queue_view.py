@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QPainter
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -62,6 +62,40 @@ class ProgressDelegate(QStyledItemDelegate):
         style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
 
 
+class StateDelegate(QStyledItemDelegate):
+    """The State cell: on a selected row the word keeps its colour (red Failed, green Done),
+    on a chip of the base colour inside the row's selection highlight, so selecting a row
+    never hides how its job ended. Unselected cells paint as usual (coloured text)."""
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        colour = index.data(Qt.ItemDataRole.ForegroundRole)
+        if not isinstance(colour, QColor) or not option.state & QStyle.StateFlag.State_Selected:
+            super().paint(painter, option, index)
+            return
+        item = QStyleOptionViewItem(option)
+        self.initStyleOption(item, index)
+        text, item.text = item.text, ""
+        style = option.widget.style() if option.widget else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, item, painter, option.widget)
+        metrics = option.fontMetrics
+        room = option.rect.adjusted(2, 3, -2, -3)
+        shown = metrics.elidedText(text, Qt.TextElideMode.ElideRight, room.width() - 8)
+        chip = QRect(room.topLeft(), QSize(metrics.horizontalAdvance(shown) + 8, room.height()))
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(option.palette.base())
+        painter.drawRoundedRect(chip, 4, 4)
+        painter.setPen(colour)
+        painter.drawText(chip, Qt.AlignmentFlag.AlignCenter, shown)
+        painter.restore()
+
+
 class QueueView(QWidget):
     """Shows the queue's jobs; the buttons act on the selected ones through the task runner."""
 
@@ -85,6 +119,9 @@ class QueueView(QWidget):
         self.table.setObjectName("queueTable")
         self.table.setItemDelegateForColumn(
             list(QueueColumn).index(QueueColumn.PROGRESS), ProgressDelegate(self.table)
+        )
+        self.table.setItemDelegateForColumn(
+            list(QueueColumn).index(QueueColumn.STATE), StateDelegate(self.table)
         )
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)

@@ -153,6 +153,33 @@ class Session:
         log.info("demo archive ready as node %s (%s)", DEMO_NODE, node)
         return node
 
+    def apply_local_ae(self, old: Settings, new: Settings) -> str:
+        """Move our storage SCP to the AE title, port, callers and TLS of ``new`` while it
+        runs (blocking, up to a few seconds: run it in a worker); returns the status line.
+
+        Raises :class:`PortInUse` (or :class:`InvalidInput` for TLS files) when the new one
+        cannot listen: the SCP then goes on as it was. An unchanged port keeps the one it
+        listens on (the demo's stand-in port when ours was taken). The retrieves that start
+        from now on call with the new AE title, and the demo archive sends to it.
+        """
+        scp = self.scp
+        same = (new.store_port, new.store_bind) == (old.store_port, old.store_bind)
+        local = LocalAE(new.ae_title, scp.port, scp.local.bind) if same else new.local_ae
+        callers = [*new.serve_callers, *([DEMO_AE_TITLE] if self.demo_requested else [])]
+        self.queue.calling_aet = new.ae_title
+        try:
+            scp.reconfigure(local, allowed_callers=callers, tls=new.scp_tls_config)
+            scp.start()  # when it was not listening (its port was taken at start, say)
+        except (PortInUse, InvalidInput) as exc:
+            if not scp.running:
+                self.scp_status = str(exc)
+            raise
+        if self.demo is not None:
+            self.demo.add_destination(scp.ae_title, "127.0.0.1", scp.port)
+        self.scp_status = f"{scp.ae_title}@{scp.port} listening"
+        log.info("storage SCP now %s", self.scp_status)
+        return self.scp_status
+
     # -- listeners -------------------------------------------------------------------------
 
     def add_job_listener(self, callback: JobListener) -> None:
