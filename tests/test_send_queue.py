@@ -305,7 +305,9 @@ def test_send_to_from_the_local_store_menu_queues_a_job(
     browser = window.store_browser
     browser.refresh()
     series = study.series[2]
-    assert browser.select_study(study.StudyInstanceUID, series.SeriesInstanceUID)
+    browser.select_study(study.StudyInstanceUID, series.SeriesInstanceUID)
+    qtbot.waitUntil(lambda: not browser.loading)  # the browser reads the index in workers
+    assert browser.selected_series().series_uid == series.SeriesInstanceUID  # type: ignore[union-attr]
     menu = browser.context_menu(browser.series_view, "Delete…", lambda: None)
     (send_to,) = [a.menu() for a in menu.actions() if a.text() == "Send to"]
     assert [a.text() for a in send_to.actions()] == ["Archive"]

@@ -28,6 +28,7 @@ from workstation.store import (
 )
 from workstation.store import writer as writer_module
 from workstation.store.layout import resolve_in_root
+from workstation.store.schema import SCHEMA_VERSION
 
 STUDY = "1.2.826.0.1.3680043.10.99.1"
 SERIES = STUDY + ".1"
@@ -703,7 +704,7 @@ def test_store_index_batches_commits_and_keeps_its_schema_version(tmp_path: Path
     import sqlite3
 
     with sqlite3.connect(tmp_path / "i.sqlite") as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.execute("PRAGMA user_version = 99")
     with pytest.raises(StoreError, match="newer"):

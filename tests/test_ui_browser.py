@@ -9,6 +9,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports
 import io
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from pydicom.uid import (
 from pynetdicom import AE, evt
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QDialog, QMessageBox
 from pytestqt.modeltest import ModelTester
 
@@ -77,7 +79,16 @@ def browser(qtbot: Any, store: LocalStore) -> StoreBrowser:
     qtbot.addWidget(widget)
     widget.resize(1280, 640)
     widget.show()
+    settle(widget)
     return widget
+
+
+def settle(browser: StoreBrowser, timeout: float = 5.0) -> None:
+    """Wait until the browser's queries (in workers) have answered and the lists show them."""
+    deadline = time.monotonic() + timeout
+    while browser.loading:
+        assert time.monotonic() < deadline, "the browser's queries did not answer"
+        QTest.qWait(5)
 
 
 @pytest.fixture
@@ -103,10 +114,14 @@ def rows_of(model: Any) -> list[Any]:
 
 
 def select(view: Any, key_of: Any, wanted: str) -> None:
+    """Select a row as a click would, and wait for what the selection shows below it."""
     model = view.model()
     for row in range(model.rowCount()):
         if key_of(model.index(row, 0).data(ROW_ROLE)) == wanted:
             view.selectRow(row)
+            browser = view.window()
+            assert isinstance(browser, StoreBrowser)
+            settle(browser)
             return
     raise AssertionError(f"{wanted} is not listed")
 
@@ -196,6 +211,7 @@ def test_studies_are_newest_first(browser: StoreBrowser) -> None:
 @pytest.mark.parametrize("text", ["muller", "MÜLLER", "jurgen muller", "TB1-000001"])
 def test_filter_ignores_case_and_accents(browser: StoreBrowser, text: str) -> None:
     browser.set_filter_text(text)
+    settle(browser)
     assert [p.patient_name for p in rows_of(browser.patient_view.model())] == ["Müller^Jürgen"]
     assert browser.selected_patient().patient_name == "Müller^Jürgen"  # type: ignore[union-attr]
 
@@ -206,6 +222,7 @@ def test_filter_on_study_description_narrows_studies(
     study = small_archive.studies[0]
     description = study.StudyDescription.lower()
     browser.set_filter_text(description)
+    settle(browser)
     patients = rows_of(browser.patient_view.model())
     matching = {
         s.PatientID for s in small_archive.studies if s.StudyDescription.lower() == description
@@ -215,10 +232,12 @@ def test_filter_on_study_description_narrows_studies(
         assert study_row.study_description.lower() == description
 
     browser.set_filter_text("no such patient")
+    settle(browser)
     assert browser.patient_view.model().rowCount() == 0
     assert browser.study_view.model().rowCount() == 0
     assert browser.summary.text() == "No match"
     browser.set_filter_text("")
+    settle(browser)
     assert browser.patient_view.model().rowCount() == len(small_archive.patients)
 
 
@@ -226,7 +245,9 @@ def test_selecting_a_series_previews_its_middle_image(
     browser: StoreBrowser, small_archive: Archive, qtbot: Any
 ) -> None:
     study = small_archive.studies[0]
-    assert browser.select_study(study.StudyInstanceUID, study.series[0].SeriesInstanceUID)
+    browser.select_study(study.StudyInstanceUID, study.series[0].SeriesInstanceUID)
+    settle(browser)
+    assert browser.selected_series().series_uid == study.series[0].SeriesInstanceUID  # type: ignore[union-attr]
     qtbot.waitUntil(lambda: browser.preview.image() is not None)
     image = browser.preview.image()
     assert image is not None and not image.isNull()
@@ -242,7 +263,9 @@ def test_undecodable_pixel_data_shows_the_placeholder(
     stored = store.store_bytes(jpeg2000_instance(study_uid))
     store.flush()
     browser.refresh()
-    assert browser.select_study(study_uid, stored.series_uid)
+    browser.select_study(study_uid, stored.series_uid)
+    settle(browser)
+    assert browser.selected_series().series_uid == stored.series_uid  # type: ignore[union-attr]
     qtbot.waitUntil(lambda: browser.preview.message().startswith("Compressed (JPEG 2000)"))
     assert browser.preview.image() is None
     assert "the file is stored intact" in browser.preview.message()
@@ -276,6 +299,7 @@ def test_delete_study_asks_first_then_removes_files_and_rows(
     monkeypatch.setattr(QMessageBox, "exec", answer(QMessageBox.StandardButton.Yes))
     with qtbot.waitSignal(browser.message, check_params_cb=lambda m: m.startswith("Deleted")):
         browser.delete_selected_study()
+    settle(browser)
     assert f"{study.instance_count} images" in asked[-1]
     assert study.study_description in asked[-1] and "Dvořák, Antonín" in asked[-1]
     assert not folder.exists()
@@ -296,6 +320,7 @@ def test_a_failed_delete_is_reported_and_keeps_the_study(
     monkeypatch.setattr(QMessageBox, "exec", lambda box: QMessageBox.StandardButton.Yes)
     with qtbot.waitSignal(browser.message, check_params_cb=lambda m: m.startswith("Could not")):
         browser.delete_selected_study()
+    settle(browser)
     assert browser.studies.position(study.study_uid) is not None
     assert browser.delete_study_button.isEnabled()
 
@@ -308,6 +333,7 @@ def test_delete_series_keeps_the_rest_of_the_study(
     monkeypatch.setattr(QMessageBox, "exec", lambda box: QMessageBox.StandardButton.Yes)
     with qtbot.waitSignal(browser.message, check_params_cb=lambda m: m.startswith("Deleted")):
         browser.delete_selected_series()
+    settle(browser)
     assert not (store.root / study.study_uid / series.series_uid).exists()
     assert browser.series.position(series.series_uid) is None
     assert browser.series.rowCount() == study.series_count - 1
@@ -361,6 +387,7 @@ def test_arrivals_refresh_at_most_a_few_times_a_second_and_keep_the_selection(
     qtbot.waitUntil(
         lambda: any(p.patient_id == "NEW" for p in rows_of(browser.patient_view.model()))
     )
+    settle(browser)
     assert len(refreshes) == 1
     assert browser.selected_study() is not None
     assert browser.selected_study().study_uid == chosen.study_uid  # type: ignore[union-attr]
@@ -370,6 +397,7 @@ def test_arrivals_show_up_under_an_active_filter(
     browser: StoreBrowser, store: LocalStore, qtbot: Any
 ) -> None:
     browser.set_filter_text("aaron")
+    settle(browser)
     assert browser.summary.text() == "No match"
     arrived: list[StoredInstance] = []
     store.add_listener(arrived.extend)
@@ -378,6 +406,8 @@ def test_arrivals_show_up_under_an_active_filter(
     store.flush()
     browser.notify_stored(arrived)
     qtbot.waitUntil(lambda: browser.patients.rowCount() == 1)
+    settle(browser)
+    qtbot.waitUntil(lambda: browser.summary.text() == "1 patient · 1 study")
     assert browser.selected_study().study_uid == ds.StudyInstanceUID  # type: ignore[union-attr]
     assert browser.summary.text() == "1 patient · 1 study"
 
@@ -589,6 +619,7 @@ def test_differing_copies_set_aside_are_shown_in_the_summary(
     result = store.store_bytes(bytes(altered))
     assert result.conflict is not None
     browser.refresh()
+    settle(browser)
     assert browser.summary.text().endswith("· 1 differing copy of stored images set aside")
     assert str(store.conflicts_folder) in browser.summary.toolTip()
     assert (store.root / row.path).read_bytes() == stored

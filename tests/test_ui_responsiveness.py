@@ -11,9 +11,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import struct
 import threading
 import time
-from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.charset import convert_encodings, encode_string
@@ -181,7 +181,7 @@ def test_the_search_ends_once_every_row_is_shown(qtbot: QtBot, window: MainWindo
     assert window.search.buffer.pending == 0
 
 
-def test_local_counts_query_only_studies_the_store_may_hold(
+def test_local_counts_are_looked_up_in_one_query_per_batch(
     qtbot: QtBot, tmp_path: Path, demo: DemoArchive
 ) -> None:
     assert demo.archive is not None
@@ -191,13 +191,22 @@ def test_local_counts_query_only_studies_the_store_may_hold(
         store.import_path(tmp_path / "incoming")
         store.flush()
         model = StudyTableModel()
-        model.upsert([StudyRow(s.StudyInstanceUID) for s in demo.archive.studies[:3]])
+        others = [f"1.2.826.0.1.3680043.10.1234.9.{n}" for n in range(600)]
+        shown = [s.StudyInstanceUID for s in demo.archive.studies[:3]] + others
+        model.upsert([StudyRow(uid) for uid in shown])
         tracker = LocalTracker(store, model, TaskRunner())
-        asked: list[str] = []
-        counted: Callable[[str], int] = store.index.study_completeness
-        store.index.study_completeness = lambda uid: asked.append(uid) or counted(uid)  # type: ignore[method-assign]
+        batches: list[int] = []
+        counted = store.index.study_instance_counts
+
+        def spy(uids: Any) -> dict[str, int]:
+            uids = list(uids)
+            batches.append(len(uids))
+            return counted(uids)
+
+        store.index.study_instance_counts = spy  # type: ignore[method-assign]
         with qtbot.waitSignal(tracker.recounted, timeout=WAIT_MS):
-            tracker.recount(s.StudyInstanceUID for s in demo.archive.studies[:3])
-        assert asked == [held.StudyInstanceUID]
+            tracker.recount(shown)
+        assert batches == [len(shown)]  # one call; the index asks 500 UIDs per query
         assert model.local_count(held.StudyInstanceUID) == held.number_of_instances
+        assert all(model.local_count(uid) == 0 for uid in shown[1:])
         tracker.close()

@@ -160,7 +160,9 @@ def browser(qtbot: Any, store: LocalStore, study: Study) -> StoreBrowser:
     qtbot.addWidget(widget)
     widget.resize(1280, 700)
     widget.show()
-    assert widget.select_study(study.study_uid, study.ct_uid)
+    widget.select_study(study.study_uid, study.ct_uid)
+    qtbot.waitUntil(lambda: not widget.loading)  # the browser reads the index in workers
+    assert widget.selected_series().series_uid == study.ct_uid  # type: ignore[union-attr]
     return widget
 
 

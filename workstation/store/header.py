@@ -223,3 +223,25 @@ def _int(raw: bytes | None) -> int | None:
             return int(float(text))
         except (ValueError, OverflowError):
             return None
+
+
+class DatasetMismatch(InvalidInput):
+    """The data set is not the instance its C-STORE request announced (PS3.4 B.2.3, 0xA900)."""
+
+
+def check_expected(record: InstanceRecord, expect: tuple[str, str] | None) -> None:
+    """Raise :class:`DatasetMismatch` unless ``record`` is the (SOP Class UID, SOP Instance
+    UID) ``expect`` names; nothing to check when it is None."""
+    if expect is None:
+        return
+    sop_class, sop_instance = expect
+    if record.sop_instance_uid != sop_instance:
+        raise DatasetMismatch(
+            f"the data set's SOP Instance UID {record.sop_instance_uid} is not the "
+            f"{sop_instance} its C-STORE request announced"
+        )
+    if record.sop_class_uid != sop_class:
+        raise DatasetMismatch(
+            f"the data set's SOP Class UID {record.sop_class_uid} is not the "
+            f"{sop_class} its C-STORE request announced"
+        )

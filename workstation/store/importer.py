@@ -43,7 +43,9 @@ import shutil
 import stat
 import time
 import zipfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -68,9 +70,15 @@ _RATIO_FLOOR = 1 << 20
 MAX_MEMBERS = 1_000_000
 #: Members up to this size are read into memory; larger ones are streamed to a temporary file.
 _IN_MEMORY = 8 << 20
+#: Threads that read, check and write files: their system calls overlap, and the header
+#: walks share the interpreter.
+WORKERS = 4
+#: Files handed to the workers ahead of the one counted next (bounds memory: each <= 8 MB).
+_WINDOW = 32
 #: How many failures the report lists by name (all are counted).
 MAX_LISTED_FAILURES = 200
 _DICOMDIR = "DICOMDIR"
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for a writer
 _NOT_PART10 = "not a DICOM Part-10 file"
 
 
@@ -205,18 +213,8 @@ def import_paths(
         for path in paths:
             sources.extend(_plan(store, Path(path), stack))
         counts = _Counts()
-        total = len(sources)
-        last = 0.0
-        cancelled = False
-        for done, source in enumerate(sources, 1):
-            if cancel is not None and cancel.cancelled:
-                cancelled = True
-                break
-            _import_one(store, source, counts)
-            now = time.monotonic()
-            if progress is not None and (now - last >= 0.05 or done == total):
-                last = now
-                progress(ImportProgress(done, total, counts.report()))
+        cancelled = _import_all(store, sources, counts, progress, cancel)
+    store.flush()  # every file durable and indexed before the import says so
     report = counts.report(cancelled)
     log.info("import: %s", report.summary())  # counts only: names may hold patient data
     audit.record_import(store, report, tuple(counts.studies), [str(p) for p in paths])
@@ -388,16 +386,78 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
 # -- importing ----------------------------------------------------------------------------------
 
 
-def _import_one(store: LocalStore, source: _Source, counts: _Counts) -> None:
+def _import_all(
+    store: LocalStore,
+    sources: list[_Source],
+    counts: _Counts,
+    progress: ImportProgressCallback | None,
+    cancel: CancelToken | None,
+) -> bool:
+    """Import ``sources``, files on :data:`WORKERS` threads (ZIP members on this one, in
+    order); count outcomes and call ``progress`` on this thread. True when cancelled."""
+    total = len(sources)
+    done = 0
+    last = 0.0
+    window: deque[tuple[_Source, Future[StoredInstance]]] = deque()
+
+    def collect() -> None:
+        nonlocal done, last
+        source, future = window.popleft()
+        _count_outcome(source, future, counts)
+        done += 1
+        now = time.monotonic()
+        if progress is not None and (now - last >= 0.05 or done == total):
+            last = now
+            progress(ImportProgress(done, total, counts.report()))
+
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="import") as pool:
+        for source in sources:
+            if cancel is not None and cancel.cancelled:
+                break
+            future: Future[StoredInstance]
+            if source.problem is not None:  # refused up front: counted by its problem
+                future = Future()
+            elif source.path is not None:
+                future = pool.submit(_store_path, store, source.path)
+            else:
+                future = Future()
+                try:
+                    future.set_result(_store_member(store, source))
+                except Exception as exc:
+                    future.set_exception(exc)
+            window.append((source, future))
+            if len(window) >= _WINDOW:
+                collect()
+        while window:
+            collect()
+    return cancel is not None and cancel.cancelled and done < total
+
+
+def _store_path(store: LocalStore, path: Path) -> StoredInstance:
+    """One file (on a worker thread): a small one read in one call and checked from memory,
+    a large one mapped; written without its own fsync (see :func:`import_paths`)."""
+    fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | getattr(os, "O_BINARY", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # a pipe or a device: never read
+            raise InvalidInput(f"{_NOT_PART10}: not a regular file")
+        data = os.read(fd, info.st_size) if info.st_size <= _IN_MEMORY else None
+    finally:
+        os.close(fd)
+    if data is None or len(data) != info.st_size:  # large, or changing under us
+        return store.store_file(path, move=False, durable=False)
+    if data[128:132] != b"DICM":
+        raise InvalidInput(f"{_NOT_PART10}: no 'DICM' after a 128-byte preamble")
+    return store.store_bytes(data, durable=False)
+
+
+def _count_outcome(source: _Source, future: Future[StoredInstance], counts: _Counts) -> None:
     if source.problem is not None:
         counts.fail(source.name, source.problem)
         log.debug("not importing %s: %s", source.name, source.problem)
         return
     try:
-        if source.path is not None:
-            stored = store.store_file(source.path, move=False)
-        else:
-            stored = _store_member(store, source)
+        stored = future.result()
     except InvalidInput as exc:
         if str(exc).startswith(_NOT_PART10):
             log.debug("skipping %s: %s", source.name, exc)
@@ -434,7 +494,7 @@ def _store_member(store: LocalStore, source: _Source) -> StoredInstance:
                 raise InvalidInput("refused: the member is larger than it claims")
             if data[128:132] != b"DICM":
                 raise InvalidInput(f"{_NOT_PART10}: no 'DICM' after a 128-byte preamble")
-            return store.store_bytes(data)
+            return store.store_bytes(data, durable=False)
         temp = store.temp_path()
         try:
             written = 0
@@ -444,7 +504,7 @@ def _store_member(store: LocalStore, source: _Source) -> StoredInstance:
                     if written > info.file_size:
                         raise InvalidInput("refused: the member is larger than it claims")
                     out.write(chunk)
-            return store.store_file(temp, move=True)
+            return store.store_file(temp, move=True, durable=False)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()

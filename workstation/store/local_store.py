@@ -35,9 +35,13 @@ durable with one ``syncfs`` before it commits the rows, so an indexed instance i
 durable one. After a power cut, a file that never got its row is not trusted: the next copy
 that arrives replaces it, and the start-up check indexes it only if it parses to its end.
 
-One process at a time may open a store. If ``open`` is still there at start-up the previous
-run did not close cleanly, and the index is checked against the files (see
-:mod:`workstation.store.recovery`); the same happens when the index is missing.
+One process at a time may open a store. Each step that a crash could leave half done (a file
+visible before its row commits, a folder in ``.trash`` before its rows go) is first written to
+a small journal (:mod:`workstation.store.journal`); opening the store after a crash of the
+process checks exactly those, however large the store. A full walk of the folders is owed only
+after a power cut, when the index is missing, or when asked for (:meth:`LocalStore.check`);
+``check_in_background=True`` runs it on a thread while the store is in use (see
+:mod:`workstation.store.background_check`).
 
 An instance that arrives again with the same SOP Instance UID but other bytes (another patient
 name, zeroed pixels) never replaces the stored one: it is set aside in ``.conflicts`` under a
@@ -61,15 +65,24 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from workstation import audit
-from workstation.errors import InvalidInput, StoreError, StoreUnusable
+from workstation.errors import InvalidInput, StoreError
+from workstation.store.background_check import (
+    BackgroundCheck,
+    LockedRepairs,
+    full_check_owed,
+    write_marker,
+)
 from workstation.store.batch import CommitResult
-from workstation.store.header import read_header
+from workstation.store.folder import claim, count_files, has_entries
+from workstation.store.header import DatasetMismatch as DatasetMismatch
+from workstation.store.header import check_expected, read_header
 from workstation.store.importer import ImportProgressCallback, ImportReport
 from workstation.store.index import StoreIndex
+from workstation.store.journal import InFlightJournal
 from workstation.store.layout import (
     instance_path,
     resolve_in_root,
@@ -77,9 +90,13 @@ from workstation.store.layout import (
     study_path,
     validate_uid,
 )
-from workstation.store.owner import StoreLock
 from workstation.store.records import InstanceRecord, StoredInstance
-from workstation.store.recovery import ReconcileReport, reconcile
+from workstation.store.recovery import (
+    CheckProgressCallback,
+    ReconcileReport,
+    check_in_flight,
+    reconcile,
+)
 from workstation.store.trash import Taken, Trash
 from workstation.store.writer import (
     ContentConflict,
@@ -107,16 +124,25 @@ Listener = Callable[[list[StoredInstance]], None]
 class LocalStore:
     """The store under ``root`` (``~`` expanded, created if missing). Thread-safe."""
 
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        check_in_background: bool = False,
+    ) -> None:
         self.root = Path(root).expanduser().absolute()
         self._fsync = fsync
         meta = self.root / META_DIR
-        self._owner = _claim(self.root, meta)  # before touching anything another may use
+        self._owner = claim(self.root, meta)  # before touching anything another may use
         clean_incoming(self.root)
         self._trash = Trash(self.root, fsync=fsync)
         self._trash.empty_all()
         self._marker = meta / OPEN_MARKER
         unclean = self._marker.exists()
+        full_check = full_check_owed(self._marker)
+        self._journal = InFlightJournal(meta)
+        in_flight = self._journal.read()
         self._lock = threading.Lock()
         self._guard = _PublishGuard(self._lock, self._check_open)
         self._closed = False
@@ -125,25 +151,37 @@ class LocalStore:
         self._pending_sops: dict[str, str] = {}  # SOP Instance UID -> its path, not committed
         self._listeners: list[Listener] = []
         self._needs_sync = False
-        self._conflicts = _count_files(self.root / CONFLICTS_DIR)
+        self._conflicts = count_files(self.root / CONFLICTS_DIR)
         #: Series folders checked to lie inside the store (see write_atomic's trusted_dirs).
         self._trusted: set[str] = set()
         self.index = StoreIndex(
             meta / INDEX_NAME, on_commit=self._committed, before_commit=self._sync_before_commit
         )
-        self._marker.touch()
-        _fsync_dir(meta)
-        #: What the start-up check repaired, or None when no check was needed.
+        full_check = full_check or (self.index.created and has_entries(self.root))
+        #: What the start-up check repaired (only what was in flight, or all of the store
+        #: when that could not be trusted and no background check was asked for), or None
+        #: when the store was closed cleanly.
         self.recovery: ReconcileReport | None = None
-        if unclean or (self.index.created and _has_entries(self.root)):
-            log.warning(
-                "the store %s was not closed cleanly or has no index; checking it", self.root
-            )
-            try:
+        #: The full check running in the background (``check_in_background``), if any.
+        self.background_check: BackgroundCheck | None = None
+        try:
+            write_marker(self._marker, check_owed=full_check)
+            if full_check and not check_in_background:
+                log.warning("the store %s has to be checked in full; checking it", self.root)
                 self.recovery = reconcile(self.root, self.index)
-            except BaseException:
-                self.index.close()
-                raise
+                write_marker(self._marker, check_owed=False)
+            elif unclean or in_flight:
+                log.warning("the store %s was not closed cleanly; checking it", self.root)
+                self.recovery = check_in_flight(self.root, self.index, in_flight)
+            self._journal.start()
+        except BaseException:
+            self.index.close()
+            self._owner.release()
+            raise
+        if full_check and check_in_background:
+            log.warning("the store %s has to be checked in full; checking it meanwhile", self.root)
+            self.background_check = BackgroundCheck(self._full_check, self._full_check_done)
+            self.background_check.start()
 
     # -- storing -----------------------------------------------------------------------------
 
@@ -163,7 +201,7 @@ class LocalStore:
         is written then), and :class:`StoreError` when the disk refuses the write.
         """
         record = read_header(data)
-        _check_expected(record, expect)
+        check_expected(record, expect)
         return self._store(record, data, move=False, source_aet=source_aet, durable=durable)
 
     def check_bytes(self, data: bytes, *, expect: tuple[str, str] | None = None) -> InstanceRecord:
@@ -171,7 +209,7 @@ class LocalStore:
         end and carry usable UIDs (matching ``expect``). Raises as :meth:`store_bytes`; pass
         the record to :meth:`store_checked` to write the file."""
         record = read_header(data)
-        _check_expected(record, expect)
+        check_expected(record, expect)
         return record
 
     def store_checked(
@@ -192,7 +230,7 @@ class LocalStore:
         """Store a Part-10 file; by default the file is consumed (renamed into the store when
         on the same file system), as suits a file received into :meth:`temp_path`."""
         record = read_header(path)
-        _check_expected(record, expect)
+        check_expected(record, expect)
         return self._store(record, path, move=move, source_aet=source_aet, durable=durable)
 
     def temp_path(self) -> Path:
@@ -225,6 +263,8 @@ class LocalStore:
         rel = instance_path(record.study_uid, record.series_uid, record.sop_instance_uid)
         received = datetime.now(UTC)
 
+        token: list[int] = []  # the journal line of this write, until published
+
         def publish(result: WriteResult) -> None:  # called under self._lock
             self.index.submit(
                 replace(
@@ -238,6 +278,7 @@ class LocalStore:
             )
             self._pending[str(rel)] = self._pending.get(str(rel), 0) + 1
             self._pending_sops[record.sop_instance_uid] = str(rel)
+            self._journal.published(str(rel), token.pop() if token else None)
             if not synced and self._fsync:  # a store opened with fsync=False never syncs
                 self._needs_sync = True
 
@@ -250,6 +291,8 @@ class LocalStore:
             if previous is not None and previous != str(rel) and (self.root / previous).exists():
                 # The same instance under another study or series: keep the stored one.
                 raise ContentConflict(self.root / previous)
+            if not token:
+                token.append(self._journal.add_store(str(rel)))
 
         synced = durable and self._fsync
         self._check_open()
@@ -279,6 +322,9 @@ class LocalStore:
             return self._set_aside(record, data, conflict.path, move=move, source_aet=source_aet)
         except OSError as exc:
             raise StoreError(f"cannot write to the local store {self.root}: {exc}") from exc
+        finally:
+            if token:  # journaled, then the write failed before the file became visible
+                self._journal.done(token.pop())
         return StoredInstance(
             sop_instance_uid=record.sop_instance_uid,
             sop_class_uid=record.sop_class_uid,
@@ -358,9 +404,9 @@ class LocalStore:
         with audit.deletion(self, "study", study_uid, [study_uid]) as deleted:
             with self._guard:
                 self._trusted.clear()
-                taken = self._trash.take([rel])
+                taken, tokens = self._take([rel])
                 future = self.index.submit_delete_study(study_uid)
-            deleted.count = self._finish_delete(future.result, taken)
+            deleted.count = self._finish_delete(future.result, taken, tokens)
         return deleted.count
 
     def delete_series(self, series_uid: str) -> int:
@@ -374,24 +420,39 @@ class LocalStore:
         with audit.deletion(self, "series", series_uid, studies) as deleted:
             with self._guard:
                 self._trusted.clear()
-                taken = self._trash.take(rels)
+                taken, tokens = self._take(rels)
                 future = self.index.submit_delete_series(series_uid)
-            deleted.count = count = self._finish_delete(future.result, taken)
+            deleted.count = count = self._finish_delete(future.result, taken, tokens)
         with self._lock:
             for rel in rels:
                 with contextlib.suppress(OSError):  # not empty, or gone
                     (self.root / rel.parent).rmdir()
         return count
 
-    def _finish_delete(self, wait: Callable[[], int], taken: list[Taken]) -> int:
+    def _take(self, rels: list[PurePosixPath]) -> tuple[list[Taken], list[int]]:
+        """Journal, then move to the trash, the folders of a deletion (under the lock)."""
+        tokens = [self._journal.add_delete(str(rel)) for rel in rels]
+        try:
+            return self._trash.take(rels), tokens
+        except BaseException:  # nothing was taken
+            for token in tokens:
+                self._journal.done(token)
+            raise
+
+    def _finish_delete(self, wait: Callable[[], int], taken: list[Taken], tokens: list[int]) -> int:
         try:
             count = wait()
         except Exception:
             with self._lock:
-                if not self._trash.give_back(taken):
-                    self._dirty = True
+                if self._trash.give_back(taken):
+                    for token in tokens:
+                        self._journal.done(token)
+                else:
+                    self._dirty = True  # its journal lines stay for the next start-up
             raise
         self._trash.empty(taken)
+        for token in tokens:
+            self._journal.done(token)
         return count
 
     # -- reading -----------------------------------------------------------------------------
@@ -441,6 +502,7 @@ class LocalStore:
         current = {r.record.sop_instance_uid: r.record.path for r in results if r.ok}
         with self._lock:
             for result in results:
+                self._journal.committed(result.record.path, ok=result.ok)
                 left = self._pending.get(result.record.path, 0) - 1
                 if left > 0:
                     self._pending[result.record.path] = left
@@ -475,6 +537,30 @@ class LocalStore:
         except (OSError, InvalidInput):
             pass  # gone already, or the folder still holds other instances
 
+    # -- checking ----------------------------------------------------------------------------
+
+    def check(
+        self,
+        *,
+        progress: CheckProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ReconcileReport:
+        """Walk the whole store and repair the index (rows without file, files without row);
+        safe while instances arrive. Slow on a large store: run it on a worker."""
+        self._check_open()
+        return self._full_check(progress, cancel)
+
+    def _full_check(
+        self, progress: CheckProgressCallback | None, cancel: CancelToken | None
+    ) -> ReconcileReport:
+        repairs = LockedRepairs(self.root, self.index, self._lock, self._pending)
+        return reconcile(self.root, self.index, repairs, progress=progress, cancel=cancel)
+
+    def _full_check_done(self, report: ReconcileReport) -> None:
+        """The background check ended (its thread); once complete, it is no longer owed."""
+        if not report.cancelled and not self._closed:
+            write_marker(self._marker, check_owed=False)
+
     # -- life cycle --------------------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -487,12 +573,17 @@ class LocalStore:
             if self._closed:
                 return
             self._closed = True
+        check = self.background_check
+        if check is not None:
+            check.cancel()
         self.index.close()
-        if self.index.failed_count or self._dirty:
+        owed = check is not None and (check.report is None or check.report.cancelled)
+        if self.index.failed_count or self._dirty or owed:
             log.warning("the store %s will be checked at next start-up", self.root)
         else:
             with contextlib.suppress(FileNotFoundError):
                 self._marker.unlink()
+        self._journal.close()
         self._owner.release()
 
     def __enter__(self) -> LocalStore:
@@ -500,54 +591,6 @@ class LocalStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class DatasetMismatch(InvalidInput):
-    """The data set is not the instance its C-STORE request announced (PS3.4 B.2.3, 0xA900)."""
-
-
-def _check_expected(record: InstanceRecord, expect: tuple[str, str] | None) -> None:
-    if expect is None:
-        return
-    sop_class, sop_instance = expect
-    if record.sop_instance_uid != sop_instance:
-        raise DatasetMismatch(
-            f"the data set's SOP Instance UID {record.sop_instance_uid} is not the "
-            f"{sop_instance} its C-STORE request announced"
-        )
-    if record.sop_class_uid != sop_class:
-        raise DatasetMismatch(
-            f"the data set's SOP Class UID {record.sop_class_uid} is not the "
-            f"{sop_class} its C-STORE request announced"
-        )
-
-
-def _claim(root: Path, meta: Path) -> StoreLock:
-    """Create the store's folders and lock the store; :class:`StoreUnusable` with a one-line
-    reason when ``root`` cannot hold a store (a file, a folder that cannot be created)."""
-    where = f"cannot use {root} as the store"
-    blocker = next((p for p in (root, *root.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        what = "it is" if blocker == root else f"{blocker} is"
-        raise StoreUnusable(f"{where}: {what} a file, not a folder")
-    try:
-        meta.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _make_private(root)
-        return StoreLock(meta, root)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise StoreUnusable(f"{where}: cannot create {exc.filename or meta} ({reason})") from None
-
-
-def _make_private(root: Path) -> None:
-    """Patient data is the user's alone: the store folder is 0700 (where we own it)."""
-    if os.name != "posix":
-        return
-    try:
-        if root.stat().st_uid == os.getuid() and root.stat().st_mode & 0o077:
-            os.chmod(root, 0o700)
-    except OSError as exc:
-        log.warning("cannot make the store %s private: %s", root, exc)
 
 
 def _stored(root: Path, record: InstanceRecord) -> StoredInstance:
@@ -561,29 +604,6 @@ def _stored(root: Path, record: InstanceRecord) -> StoredInstance:
         size=record.size,
         duplicate=record.duplicate,
     )
-
-
-def _count_files(folder: Path) -> int:
-    try:
-        with os.scandir(folder) as entries:
-            return sum(1 for e in entries if e.is_file(follow_symlinks=False))
-    except FileNotFoundError:
-        return 0
-
-
-def _has_entries(root: Path) -> bool:
-    with os.scandir(root) as entries:
-        return any(not e.name.startswith(".") for e in entries)
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _PublishGuard:

@@ -64,12 +64,36 @@ class StoredInstance:
 
 @dataclass(frozen=True)
 class PatientEntry:
+    """A patient of the index; ``study_count`` counts the studies a filter matched (all of
+    them without a filter). The patient list is ordered by (``sort_name``, ``key``)."""
+
     key: int
     patient_id: str
     patient_name: str
     birth_date: str
     sex: str
     study_count: int
+    sort_name: str = ""
+
+
+@dataclass(frozen=True)
+class StoreCount:
+    """How many patients and studies a filter matches."""
+
+    patients: int
+    studies: int
+
+
+@dataclass(frozen=True)
+class IndexChanges:
+    """What commits after a change token touched (added, changed or removed); ``token`` is
+    where to ask from next time. ``complete`` is False when older changes were forgotten:
+    then reload everything."""
+
+    token: int
+    patient_keys: frozenset[int]
+    study_uids: frozenset[str]
+    complete: bool = True
 
 
 @dataclass(frozen=True)

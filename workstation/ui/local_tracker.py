@@ -5,22 +5,21 @@ C-GETs and unsolicited pushes alike. :class:`LocalTracker` buffers those batches
 ~10 GUI updates a second), then on the GUI thread tells the store browser, and recounts in a
 worker the studies the results table shows.
 
-A large search asks about thousands of studies the store does not hold. The tracker knows
-which studies it may hold: those in the index when first asked, plus every study stored
-since (this process is the store's only writer, see :mod:`workstation.store.owner`); only
-those are counted in SQL, the others are 0 without a query.
+A large search asks about thousands of studies, most of which the store does not hold: the
+tracker counts them in a worker, 500 studies per query on the index's stored counts
+(:meth:`~workstation.ui.store_reader.StoreReader.local_counts`), so that neither the GUI
+thread nor memory grows with the store.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 
 from PySide6.QtCore import QObject, Signal
 
 from workstation.store import LocalStore, StoredInstance
-from workstation.store.index import StoreIndex
+from workstation.ui.store_reader import StoreReader
 from workstation.ui.study_model import StudyTableModel
 from workstation.ui.tasks import TaskRunner
 from workstation.ui.throttle import BatchBuffer
@@ -49,15 +48,11 @@ class LocalTracker(QObject):
         self.runner = runner
         self.received = 0
         self.buffer = BatchBuffer(self._on_batches, parent=self)
-        self._lock = threading.Lock()
-        self._held: set[str] | None = None  # studies in the index when first asked
-        self._arrived: set[str] = set()  # studies stored since the window opened
+        self._reader = StoreReader(store.index)
         store.add_listener(self._from_store)
 
     def _from_store(self, stored: list[StoredInstance]) -> None:
         """On the index writer thread: never touch Qt here, only the buffer."""
-        with self._lock:
-            self._arrived.update(s.study_uid for s in stored)
         self.buffer.extend(stored)
 
     def _on_batches(self, stored: list[StoredInstance]) -> None:
@@ -72,27 +67,12 @@ class LocalTracker(QObject):
         uids = list(dict.fromkeys(study_uids))
         if not uids:
             return
-        index = self.store.index
-
-        def work(_context: object) -> dict[str, int]:
-            counts = dict.fromkeys(uids, 0)
-            counts.update(
-                (uid, index.study_completeness(uid)) for uid in self._candidates(index, uids)
-            )
-            return counts
-
-        self.runner.run(work, title="Local store lookup", success=self._counted)
-
-    def _candidates(self, index: StoreIndex, uids: list[str]) -> list[str]:
-        """Of ``uids``, those the store may hold (worker thread)."""
-        if self._held is None:
-            held = {study_uid for study_uid, _series in index.series_locations()}
-            with self._lock:
-                if self._held is None:
-                    self._held = held
-        with self._lock:
-            held, arrived = self._held, self._arrived
-            return [uid for uid in uids if uid in held or uid in arrived]
+        reader = self._reader
+        self.runner.run(
+            lambda _context: reader.local_counts(uids),
+            title="Local store lookup",
+            success=self._counted,
+        )
 
     def _counted(self, counts: dict[str, int]) -> None:
         self.model.set_local_counts(counts)

@@ -70,7 +70,9 @@ class Session:
     def open(cls, *, demo: bool = False, settings: Settings | None = None) -> Session:
         """Open the store, start the SCP (never fatal) and load the queue."""
         prefs = settings if settings is not None else settings_module.load()
-        store = LocalStore(prefs.store_dir)
+        # A full check, when one is owed (a power cut, a lost index), must not hold up the
+        # window: it runs on a thread while the store is in use (see LocalStore).
+        store = LocalStore(prefs.store_dir, check_in_background=True)
         try:
             scp, status = _start_scp(prefs, store, demo)
             queue_holder: list[Session] = []

@@ -1,42 +1,37 @@
 """The local store browser: patients → studies → series from the index, with a preview.
 
-Reads are SQLite queries on the GUI thread: a few milliseconds for ten thousand studies, as
-the filter keeps every study in a :class:`~workstation.ui.store_model.StudyCache` that only
-re-reads studies that changed. The preview's instance list (a thousand rows for a big series)
-is read in a worker. Deletions remove files, so they run through the window's
-:class:`~workstation.ui.tasks.TaskRunner`. New instances arrive through
-:meth:`StoreBrowser.notify_stored`, which coalesces them into at most one refresh every
-:data:`REFRESH_INTERVAL_MS`, and none while the browser is hidden (another tab): it catches up
-when shown.
+The browser is a view over SQL: the patient list (:class:`~workstation.ui.store_pages.
+PatientPages`) is fetched a page at a time and filtered in SQL, the studies and series of the
+selection are read when it changes, and every query runs in a worker through
+:class:`~workstation.ui.store_reader.StoreReader`; the GUI thread only swaps results in, so
+the window stays responsive with a million instances in the store. New instances arrive
+through :meth:`StoreBrowser.notify_stored`, which coalesces them into at most one refresh
+every :data:`REFRESH_INTERVAL_MS`, and none while the browser is hidden (another tab): it
+catches up when shown. A refresh reads only the patients of the studies that changed, and
+the studies and series of the selection when they are among them. Deletions remove files, so
+they run through the window's :class:`~workstation.ui.tasks.TaskRunner` too.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
     QItemSelection,
-    QPoint,
     Qt,
     QTimer,
-    QUrl,
-    Signal,
 )
-from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut, QShowEvent
+from PySide6.QtGui import QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
-    QMenu,
-    QMessageBox,
     QPushButton,
     QSplitter,
     QTableView,
@@ -44,34 +39,43 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from workstation.errors import InvalidInput, WorkstationError
 from workstation.store import LocalStore, PatientEntry, SeriesEntry, StoredInstance, StudyEntry
-from workstation.store.layout import resolve_in_root, series_path, study_path
+from workstation.store.layout import resolve_in_root
+from workstation.store.records import StoreCount
+from workstation.ui.column_fit import ColumnFit
 from workstation.ui.preview import NO_IMAGE, PreviewWidget
+from workstation.ui.store_actions import StoreActions
 from workstation.ui.store_model import (
     ROW_ROLE,
     EntryTableModel,
-    PatientTableModel,
     SeriesTableModel,
     StoreFilter,
-    StudyCache,
     StudyTableModel,
-    images_text,
-    series_deletion_question,
-    study_deletion_question,
 )
+from workstation.ui.store_pages import PatientPages
+from workstation.ui.store_reader import Changes, Located, StoreReader
 from workstation.ui.table_view import TableView
-from workstation.ui.tasks import TaskRunner, describe_error
-from workstation.ui.viewer import ViewerWindow
-from workstation.ui.viewer.external import launch, viewer_commands
+from workstation.ui.tasks import TaskContext, TaskRunner, describe_error
 from workstation.ui.viewer.thumbnails import SeriesStrip
 
 log = logging.getLogger(__name__)
 
 REFRESH_INTERVAL_MS = 400
-FILTER_DELAY_MS = 150
+FILTER_DELAY_MS = 60  # the queries run in workers: a short pause between keystrokes is enough
+#: While a filter is on, the summary's count (a scan of the studies) is redone at most this
+#: often as images arrive.
+FILTERED_COUNT_INTERVAL_MS = 2000
 EMPTY_STORE = "The local store is empty.\n\nStudies you retrieve or import appear here."
-_PATIENTS = 0  # levels of _cascade: patients, studies, series, preview
+_STUDIES, _SERIES = 1, 2  # levels below the patient list
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A study (and series) :meth:`StoreBrowser.select_study` is on its way to."""
+
+    study_uid: str
+    series_uid: str | None
+    patient_key: int | None = None
 
 
 def _pane(title: str, view: QWidget) -> QWidget:
@@ -90,9 +94,10 @@ def _table(
     model: EntryTableModel[Any, Any], stretch: int, sort: int, order: Qt.SortOrder
 ) -> QTableView:
     view = TableView()
-    view.setModel(model)  # the model sorts itself: a proxy would call data() per comparison
-    view.setSortingEnabled(True)
-    view.sortByColumn(sort, order)
+    view.setModel(model)  # the models sort themselves (the index orders the patients)
+    if sort >= 0:
+        view.setSortingEnabled(True)
+        view.sortByColumn(sort, order)
     view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -105,43 +110,40 @@ def _table(
     header = view.horizontalHeader()
     header.setHighlightSections(False)
     header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
+    ColumnFit(view, stretch)  # owned by the view
     return view
 
 
-class StoreBrowser(QWidget):
+class StoreBrowser(StoreActions):
     """Browse, preview, open and delete what the local store holds.
 
     ``message`` carries one line for the status bar (what was deleted, what failed).
     """
-
-    message = Signal(str)
-    #: "Send to ▸ node": (node name, study UID, series UID or "" for the whole study).
-    send_requested = Signal(str, str, str)
-    #: "Export…": (study UID, series UID or "" for the whole study, what it is in words).
-    export_requested = Signal(str, str, str)
 
     def __init__(
         self, store: LocalStore, tasks: TaskRunner | None = None, parent: QWidget | None = None
     ) -> None:
         super().__init__(parent)
         self._store = store
-        self._tasks = tasks if tasks is not None else TaskRunner(self, max_workers=1)
+        self._tasks = tasks if tasks is not None else TaskRunner(self, max_workers=2)
+        self._reader = StoreReader(store.index)
         self._filter = StoreFilter()
-        self._study_cache = StudyCache()
-        self._stale_studies: set[str] = set()
+        self._stale = False  # instances arrived since the last refresh
         self._previewed: tuple[str, int] | bool | None = None
         self._busy = False
-        self._cascading = False
+        self._target: _Target | None = None
+        self._generation = {_STUDIES: 0, _SERIES: 0}
+        self._queries = 0  # the browser's own queries in flight (studies, series, counts…)
+        self._counting = False
+        self._count_again = False
         self._send_targets: Callable[[], Sequence[str]] = list  # node names for "Send to"
         self._external_viewers: Callable[[], object] = dict  # the external_viewers setting
 
-        self.patients = PatientTableModel(self)
+        self.patients = PatientPages(self._reader, self._tasks, self)
         self.studies = StudyTableModel(self)
         self.series = SeriesTableModel(self)
         ascending, descending = Qt.SortOrder.AscendingOrder, Qt.SortOrder.DescendingOrder
-        self.patient_view = _table(self.patients, 0, 0, ascending)
+        self.patient_view = _table(self.patients, 0, -1, ascending)  # by name, in SQL
         self.study_view = _table(self.studies, 1, 0, descending)
         self.series_view = _table(self.series, 2, 0, ascending)
         self.preview = PreviewWidget(self)
@@ -187,7 +189,15 @@ class StoreBrowser(QWidget):
         self._refresh_timer.timeout.connect(self.refresh)
         self._filter_timer = QTimer(self, singleShot=True, interval=FILTER_DELAY_MS)
         self._filter_timer.timeout.connect(self._apply_filter)
+        self._count_timer = QTimer(self, singleShot=True, interval=0)
+        self._count_timer.timeout.connect(self._count)
         self.filter_edit.textChanged.connect(self._filter_timer.start)
+        self.patients.failed.connect(self._failed)
+        self._top_key: str | None = None  # the patient at the top of a scrolled list
+        for before in (self.patients.rowsAboutToBeInserted, self.patients.rowsAboutToBeRemoved):
+            before.connect(self._note_top)
+        for after in (self.patients.rowsInserted, self.patients.rowsRemoved):
+            after.connect(self._keep_top)
         for level, view in enumerate((self.patient_view, self.study_view, self.series_view), 1):
             view.selectionModel().selectionChanged.connect(partial(self._selection_changed, level))
         self.open_button.clicked.connect(self.open_containing_folder)
@@ -208,32 +218,40 @@ class StoreBrowser(QWidget):
             shortcut = QShortcut(QKeySequence.StandardKey.Delete, view)
             shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
             shortcut.activated.connect(action)
-        self.refresh()
+        self._update_actions()
+        # The first page is read in a worker now, so that the tab shows it at once.
+        self.patients.set_query("", done=self._patients_shown)
+        self._count_timer.start()
 
     # -- public API --------------------------------------------------------------------------
 
+    @property
+    def loading(self) -> bool:
+        """Whether a query of the browser is still running (the lists will change)."""
+        return self.patients.loading or self._queries > 0 or self._target is not None
+
     def notify_stored(self, records: Sequence[StoredInstance]) -> None:
         """New instances were indexed; call on the GUI thread. Refreshes are throttled, and
-        wait until the browser is shown (each one reads the index on the GUI thread)."""
-        self._stale_studies.update(r.study_uid for r in records)
+        wait until the browser is shown."""
+        self._stale = self._stale or bool(records)
         if records and self.isVisible() and not self._refresh_timer.isActive():
             self._refresh_timer.start()
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
-        if self._stale_studies and not self._refresh_timer.isActive():
+        if self._stale and not self._refresh_timer.isActive():
             self._refresh_timer.start(0)
 
     def refresh(self) -> None:
-        """Reload the three lists from the index, keeping the selection where it still exists."""
+        """Bring the lists up to date in the background, keeping the selection and the scroll
+        position: the patients that the index's change log names, then the selection's
+        studies and series when they are among them."""
         self._refresh_timer.stop()
-        try:
-            self._study_cache.update(self._store.index, self._stale_studies)
-            self._stale_studies.clear()
-            self._cascade(_PATIENTS)
-        except (WorkstationError, sqlite3.Error) as exc:  # the store closed or its disk failed
-            log.warning("cannot read the store index: %s", exc)
-            self.message.emit(f"Cannot read the local store: {exc}")
+        self._stale = False
+        self.patients.refresh(done=self._changed)
+        interval = FILTERED_COUNT_INTERVAL_MS if self._filter else 0
+        if not self._count_timer.isActive():
+            self._count_timer.start(interval)
 
     def set_filter_text(self, text: str) -> None:
         self.filter_edit.setText(text)
@@ -248,66 +266,121 @@ class StoreBrowser(QWidget):
     def selected_series(self) -> SeriesEntry | None:
         return _selected(self.series_view)
 
-    def select_study(self, study_uid: str, series_uid: str | None = None) -> bool:
-        """Select a study (and a series of it), clearing a filter that hides it."""
-        study = self._store.index.study(study_uid)
-        if study is None:
-            return False
-        if self._filter and not self._filter.matches_study(study):
-            self.set_filter_text("")
-        _select(self.patient_view, self.patients, str(study.patient_key))
-        _select(self.study_view, self.studies, study_uid)
-        if series_uid is not None:
-            _select(self.series_view, self.series, series_uid)
-        return True
+    def select_study(self, study_uid: str, series_uid: str | None = None) -> None:
+        """Select a study (and a series of it) once the index has answered, clearing a filter
+        that hides it and fetching the patient list down to its patient; nothing happens for
+        a study the store does not hold."""
+        self._target = _Target(study_uid, series_uid)
+        reader, text = self._reader, self._filter.text
+        self._query(lambda _c: reader.locate(study_uid, text), self._located, "Local store: find")
 
-    def open_containing_folder(self) -> bool:
-        """Open the selected series' folder (else the study's) in the desktop file manager."""
-        folder = self._selected_folder()
-        if folder is None:
-            return False
-        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
-            self.message.emit(f"Cannot open {folder}: no file manager is available")
-            return False
-        return True
+    # -- queries -----------------------------------------------------------------------------
 
-    def delete_selected_study(self) -> None:
-        """Ask, then delete the selected study's files and index rows in the background."""
-        study = self.selected_study()
-        if study is not None and not self._busy:
-            question = study_deletion_question(study)
-            if confirm_delete(self, "Delete study", question):
-                what = f"study “{study.study_description or study.study_uid}”"
-                self._delete(partial(self._store.delete_study, study.study_uid), what, study)
+    def _query(
+        self,
+        work: Callable[[TaskContext], Any],
+        apply: Callable[[Any], None],
+        title: str,
+        level: int | None = None,
+    ) -> None:
+        """Run ``work`` in a worker, then ``apply`` its result here, unless a newer query of
+        the same ``level`` was asked meanwhile."""
+        generation = None
+        if level is not None:
+            self._generation[level] += 1
+            generation = self._generation[level]
+        self._queries += 1
 
-    def delete_selected_series(self) -> None:
-        """Ask, then delete the selected series' files and index rows in the background."""
-        series, study = self.selected_series(), self.selected_study()
-        if series is not None and not self._busy:
-            question = series_deletion_question(series, study)
-            if confirm_delete(self, "Delete series", question):
-                what = f"series “{series.series_description or series.series_uid}”"
-                self._delete(partial(self._store.delete_series, series.series_uid), what, study)
+        def landed() -> bool:
+            self._queries -= 1
+            return level is None or self._generation[level] == generation
 
-    # -- loading -----------------------------------------------------------------------------
+        def success(result: Any) -> None:
+            if landed():
+                apply(result)
 
-    def _load_patients(self) -> None:
-        index = self._store.index
-        patients = index.patients()
-        studies = sum(p.study_count for p in patients)
-        if self._filter:
-            matching = self._study_cache.matching(index, self._filter)
-            found = Counter(s.patient_key for s in matching)
-            patients = [p for p in patients if p.key in found or self._filter.matches_patient(p)]
-            studies = sum(
-                p.study_count if self._filter.matches_patient(p) else found[p.key] for p in patients
-            )
-        self.patients.set_entries(patients)
-        if self.selected_patient() is None and patients:
-            _select_first(self.patient_view)
+        def failure(exc: BaseException) -> None:
+            if landed():
+                self._failed(describe_error(exc))
+
+        self._tasks.run(work, title=title, success=success, failure=failure)
+
+    def _failed(self, text: str) -> None:
+        """A query failed: the store closed or its disk failed."""
+        log.warning("cannot read the store index: %s", text)
+        self._target = None
+        self.message.emit(f"Cannot read the local store: {text}")
+
+    def _apply_filter(self) -> None:
+        self._filter_timer.stop()
+        text = self.filter_edit.text()
+        if text != self._filter.text:
+            self._filter = StoreFilter(text)
+            self.patients.set_query(text, done=self._patients_shown)
+            self._count_timer.start(0)
+
+    def _patients_shown(self) -> None:
+        """A new filter's first page is shown: its studies, for the patient selected."""
+        self._reload_selection(True)
+
+    def _reload_selection(self, series_too: bool) -> None:
+        if self.selected_patient() is None:
+            self._choose_patient()
+        else:
+            self._load_studies(series_too=series_too)
+        self._update_preview()
+
+    def _changed(self, changes: Changes | None) -> None:
+        """The patients that changed are up to date (None: all were read again); now the
+        selection's studies and series, when they changed."""
+        patient = self.selected_patient()
+        if changes is None:
+            self._reload_selection(True)
+        elif patient is None:
+            self._choose_patient()
+        elif patient.key in changes.patient_keys:
+            study = self.selected_study()
+            self._load_studies(series_too=study is None or study.study_uid in changes.study_uids)
+
+    def _count(self) -> None:
+        """Count in a worker what the filter shows, for the summary line (one at a time)."""
+        if self._counting:
+            self._count_again = True
+            return
+        self._counting = True
+        reader, store_filter = self._reader, self._filter
+
+        def counted(counts: StoreCount) -> None:
+            self._counting = False
+            if store_filter.text == self._filter.text:
+                self._show_summary(counts.patients, counts.studies)
+            if self._count_again:
+                self._count_again = False
+                self._count_timer.start(0)
+
+        def work(_context: TaskContext) -> StoreCount:
+            return reader.counts(store_filter.text)
+
+        def failed(exc: BaseException) -> None:
+            self._counting = False
+            self._failed(describe_error(exc))
+
+        self._queries += 1
+        self._tasks.run(
+            work,
+            title="Local store: count",
+            success=lambda c: self._settle(counted, c),
+            failure=lambda e: self._settle(failed, e),
+        )
+
+    def _settle(self, apply: Callable[[Any], None], value: Any) -> None:
+        self._queries -= 1
+        apply(value)
+
+    def _show_summary(self, patients: int, studies: int) -> None:
         if patients:
-            plural = "patients" if len(patients) != 1 else "patient"
-            text = f"{len(patients)} {plural} · {studies} stud{'ies' if studies != 1 else 'y'}"
+            plural = "patients" if patients != 1 else "patient"
+            text = f"{patients} {plural} · {studies} stud{'ies' if studies != 1 else 'y'}"
         else:
             text = "No match" if self._filter else "The local store is empty"
         conflicts = self._store.conflict_count()
@@ -322,28 +395,141 @@ class StoreBrowser(QWidget):
             )
         self.summary.setText(text)
 
-    def _load_studies(self) -> None:
+    def _note_top(self, *_args: object) -> None:
+        row = self.patient_view.rowAt(0)
+        self._top_key = self.patients.key(self.patients.row_at(row)) if row > 0 else None
+
+    def _keep_top(self, *_args: object) -> None:
+        """Rows came or went above the patient at the top: keep it there (the user scrolled
+        to it; a refresh should not move the list under their eyes)."""
+        key, self._top_key = self._top_key, None
+        position = self.patients.position(key) if key is not None else None
+        if position is not None and position != self.patient_view.rowAt(0):
+            top = QAbstractItemView.ScrollHint.PositionAtTop
+            self.patient_view.scrollTo(self.patients.index(position, 0), top)
+
+    # -- the selection, level by level -------------------------------------------------------
+
+    def _selection_changed(self, level: int, *_selections: QItemSelection) -> None:
+        if level == 1:
+            self._load_studies(series_too=True)
+        elif level == 2:
+            self._load_series()
+        else:
+            self._update_preview()
+            self._update_actions()
+
+    def _choose_patient(self) -> None:
+        """Select the target's patient when fetched, else the first patient listed."""
+        target = self._target
+        if target is not None and target.patient_key is not None:
+            position = self.patients.position(str(target.patient_key))
+            if position is not None:
+                _select_row(self.patient_view, position)
+                return
+        if self.patients.rowCount() > 0 and self.selected_patient() is None:
+            _select_row(self.patient_view, 0)
+        elif self.patients.rowCount() == 0:
+            self._update_preview()
+
+    def _load_studies(self, series_too: bool) -> None:
         patient = self.selected_patient()
-        studies: list[StudyEntry] = []
-        if patient is not None:
-            studies = self._store.index.studies(patient_key=patient.key)
-            if self._filter and not self._filter.matches_patient(patient):
-                studies = [s for s in studies if self._filter.matches_study(s)]
-        self.studies.set_entries(studies)
-        if self.selected_study() is None and studies:
-            _select_first(self.study_view)
+        if patient is None:
+            self._generation[_STUDIES] += 1  # an answer on its way is for another patient
+            self.studies.set_entries([])
+            self._load_series()
+            return
+        reader, text, key = self._reader, self._filter.text, patient.key
+
+        def show(studies: list[StudyEntry]) -> None:
+            before = self.selected_study()
+            self.studies.set_entries(studies)
+            target, load_series = self._target, series_too
+            if target is not None and self.studies.position(target.study_uid) is not None:
+                if before is None or before.study_uid != target.study_uid:
+                    _select(self.study_view, self.studies, target.study_uid)
+                    return
+                load_series = True
+            elif target is not None:
+                self._target = None  # not one of this patient's studies (any more)
+            if self.selected_study() is None:
+                if studies:
+                    _select_row(self.study_view, 0)  # the selection loads its series
+                else:
+                    self._load_series()
+            elif load_series or before is None:
+                self._load_series()
+            self._update_actions()
+
+        self._query(lambda _c: reader.studies(key, text), show, "Local store: studies", _STUDIES)
 
     def _load_series(self) -> None:
         study = self.selected_study()
-        series = self._store.index.series(study.study_uid) if study is not None else []
-        self.series.set_entries(series)
-        self.thumbnails.set_series(self._store, series)
-        if self.selected_series() is None and series:
-            _select_first(self.series_view)
+        if study is None:
+            self._generation[_SERIES] += 1
+            self.series.set_entries([])
+            self.thumbnails.set_series(self._store, [])
+            self._update_preview()
+            self._update_actions()
+            return
+        reader, study_uid = self._reader, study.study_uid
+
+        def show(series: list[SeriesEntry]) -> None:
+            self.series.set_entries(series)
+            self.thumbnails.set_series(self._store, series)
+            target = self._target
+            if target is not None and target.study_uid == study_uid:
+                self._target = None
+                if target.series_uid is not None:
+                    _select(self.series_view, self.series, target.series_uid)
+            if self.selected_series() is None and series:
+                _select_row(self.series_view, 0)
+            self._update_preview()
+            self._update_actions()
+
+        self._query(lambda _c: reader.series(study_uid), show, "Local store: series", _SERIES)
+
+    def _located(self, found: Located | None) -> None:
+        """:meth:`select_study`'s answer: clear a filter that hides the study, fetch the list
+        down to its patient, select it; the studies and series follow (see _load_*)."""
+        target = self._target
+        if target is None or found is None or found.study.study_uid != target.study_uid:
+            if found is None:
+                self._target = None
+            return
+        self._target = _Target(target.study_uid, target.series_uid, found.study.patient_key)
+        if found.position is None:
+            if not self._filter:
+                self._target = None  # gone meanwhile
+                return
+            self._filter = StoreFilter()
+            self.filter_edit.setText("")
+            self.patients.set_query("", done=partial(self._relocate, target))
+            self._count_timer.start(0)
+            return
+        self.patients.fetch_through(found.position, done=partial(self._reach, found))
+
+    def _relocate(self, target: _Target) -> None:
+        if self._target is not None and self._target.study_uid == target.study_uid:
+            self.select_study(target.study_uid, target.series_uid)
+
+    def _reach(self, found: Located) -> None:
+        key = found.study.patient_key
+        if found.patient is not None:
+            self.patients.show_entry(found.patient)  # a refresh may not have brought it yet
+        position = self.patients.position(str(key))
+        if position is None:
+            self._target = None
+            return
+        selected = self.selected_patient()
+        if selected is not None and selected.key == key:
+            self._load_studies(series_too=True)  # the answer selects the target study
+        else:
+            _select_row(self.patient_view, position)
 
     def _update_preview(self) -> None:
         series = self.selected_series()
-        empty = self.patients.rowCount() == 0 and not self._filter
+        empty = self.patients.rowCount() == 0 and not self._filter and not self.patients.loading
         wanted = (series.series_uid, series.instance_count) if series is not None else empty
         if wanted == self._previewed:
             return
@@ -378,182 +564,7 @@ class StoreBrowser(QWidget):
         self.delete_study_button.setEnabled(has_study and not self._busy)
         self.delete_series_button.setEnabled(self.selected_series() is not None and not self._busy)
 
-    # -- selection ---------------------------------------------------------------------------
-
-    def _selection_changed(self, level: int, *_selections: QItemSelection) -> None:
-        self._cascade(level)
-
-    def _cascade(self, level: int) -> None:
-        """Reload every list below ``level`` for the current selection, then the preview.
-
-        Loaders select a first row when nothing is selected, which re-enters through the
-        selection signals; those nested calls are skipped because this call goes on to load
-        the levels below anyway.
-        """
-        if self._cascading:
-            return
-        self._cascading = True
-        try:
-            loaders = (self._load_patients, self._load_studies, self._load_series)
-            for load in loaders[level:]:  # a series selection reloads nothing, only the preview
-                load()
-            self._update_preview()
-            self._update_actions()
-        finally:
-            self._cascading = False
-
-    def _apply_filter(self) -> None:
-        self._filter_timer.stop()
-        text = self.filter_edit.text()
-        if text != self._filter.text:
-            self._filter = StoreFilter(text)
-            if not self._filter:
-                self._study_cache.clear()  # read afresh when a filter is typed again
-            self.refresh()
-
     # -- actions -----------------------------------------------------------------------------
-
-    def _selected_folder(self) -> Path | None:
-        study, series = self.selected_study(), self.selected_series()
-        if study is None:
-            return None
-        try:
-            if series is not None:
-                folder = resolve_in_root(
-                    self._store.root, series_path(study.study_uid, series.series_uid)
-                )
-                if folder.is_dir():
-                    return folder
-            return resolve_in_root(self._store.root, study_path(study.study_uid))
-        except InvalidInput as exc:
-            self.message.emit(str(exc))
-            return None
-
-    def _delete(self, action: Callable[[], int], what: str, study: StudyEntry | None) -> None:
-        kind = what.split()[0]
-        self._busy = True
-        self._update_actions()
-        self.message.emit(f"Deleting {what}…")
-
-        def finished(text: str, count: int | None = None) -> None:
-            self._busy = False
-            if count is not None:  # no description here: the log holds no patient data at INFO
-                log.info("deleted a %s of %d instances from the local store", kind, count)
-            self.message.emit(text)
-            if study is not None:
-                self._stale_studies.add(study.study_uid)
-            self.refresh()
-
-        def failed(exc: BaseException) -> None:
-            text = f"Could not delete {what}: {describe_error(exc)}"
-            finished(text)
-            box = QMessageBox(QMessageBox.Icon.Critical, "Delete failed", text, parent=self)
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.open()  # not exec(): no nested event loop inside a task callback
-
-        self._tasks.run(
-            lambda _context: action(),
-            title=f"Delete {what}",
-            success=lambda count: finished(f"Deleted {what} ({images_text(count)})", count),
-            failure=failed,
-        )
-
-    def set_send_targets(self, names: Callable[[], Sequence[str]]) -> None:
-        """Where the node names of the "Send to" menus come from (read when a menu opens)."""
-        self._send_targets = names
-
-    def export_selected(self, *, series: bool = False) -> None:
-        """Ask (``export_requested``) to export the selected study, or its selected series."""
-        study = self.selected_study()
-        chosen = self.selected_series() if series else None
-        if study is None or (series and chosen is None):
-            return
-        what = f"series “{chosen.series_description}”" if chosen else "study"
-        self.export_requested.emit(study.study_uid, chosen.series_uid if chosen else "", what)
-
-    def send_selected(self, node_name: str, *, series: bool = False) -> None:
-        """Ask (``send_requested``) to send the selected study, or its selected series."""
-        study = self.selected_study()
-        chosen = self.selected_series() if series else None
-        if study is None or (series and chosen is None):
-            return
-        self.send_requested.emit(node_name, study.study_uid, chosen.series_uid if chosen else "")
-
-    def open_viewer(self, series_uid: str | None = None) -> ViewerWindow | None:
-        """Open the viewer on ``series_uid`` (default: the selected series) of the selected
-        study; returns the viewer window (None when nothing is selected)."""
-        study = self.selected_study()
-        chosen = series_uid or (s.series_uid if (s := self.selected_series()) else None)
-        if study is None:
-            return None
-        return self.open_study_viewer(study.study_uid, chosen)
-
-    def open_study_viewer(self, study_uid: str, series_uid: str | None = None) -> ViewerWindow:
-        """Open the viewer on a stored study, at ``series_uid`` or its first series."""
-        viewer = ViewerWindow(self._store, study_uid, series_uid, parent=self)
-        viewer.show()
-        viewer.raise_()
-        viewer.activateWindow()
-        return viewer
-
-    def set_external_viewers(self, viewers: Callable[[], object]) -> None:
-        """Where "Open with" finds the ``external_viewers`` setting (read when a menu opens)."""
-        self._external_viewers = viewers
-
-    def open_with(self, name: str, *, series: bool = True) -> str:
-        """Start the external viewer ``name`` on the selected series' folder (``series``) or
-        the selected study's; returns the status line (also sent on ``message``)."""
-        command = viewer_commands(self._external_viewers()).get(name)
-        study = self.selected_study()
-        folder = self._selected_folder()
-        if not series and study is not None and folder is not None:
-            folder = resolve_in_root(self._store.root, study_path(study.study_uid))
-        if command is None or folder is None:
-            return ""
-        text = launch(name, command, folder)
-        self.message.emit(text)
-        return text
-
-    def context_menu(self, view: QTableView, label: str, delete: Callable[[], None]) -> QMenu:
-        """The right-click menu of the study or series list."""
-        menu = QMenu(self)
-        series = view is self.series_view
-        menu.addAction("View", lambda: self.open_viewer())
-        open_with = menu.addMenu("Open with")
-        for name in viewer_commands(self._external_viewers()):
-            open_with.addAction(name, partial(self.open_with, name, series=series))
-        if open_with.isEmpty():
-            open_with.addAction(
-                "No viewer: add one under external_viewers in the settings file"
-            ).setEnabled(False)
-        menu.addAction("Open containing folder", self.open_containing_folder)
-        send_menu = menu.addMenu("Send to")
-        for name in self._send_targets():
-            send_menu.addAction(name, partial(self.send_selected, name, series=series))
-        if send_menu.isEmpty():
-            send_menu.addAction("No nodes: add one in Nodes…").setEnabled(False)
-        menu.addAction("Export…", partial(self.export_selected, series=series))
-        menu.addSeparator()
-        menu.addAction(label, delete).setEnabled(not self._busy)
-        return menu
-
-    def _context_menu(
-        self, view: QTableView, label: str, delete: Callable[[], None], pos: QPoint
-    ) -> None:
-        if not view.indexAt(pos).isValid():
-            return
-        menu = self.context_menu(view, label, delete)
-        menu.exec(view.viewport().mapToGlobal(pos))
-        menu.deleteLater()
-
-
-def confirm_delete(parent: QWidget, title: str, text: str) -> bool:
-    """Ask before deleting; the default button is Cancel."""
-    box = QMessageBox(QMessageBox.Icon.Warning, title, text, parent=parent)
-    box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
-    box.button(QMessageBox.StandardButton.Yes).setText("Delete")
-    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-    return box.exec() == QMessageBox.StandardButton.Yes
 
 
 def _selected(view: QTableView) -> Any:
@@ -569,7 +580,6 @@ def _select(view: QTableView, model: EntryTableModel[Any, Any], key: str) -> Non
         view.scrollTo(model.index(position, 0))
 
 
-def _select_first(view: QTableView) -> None:
-    if view.model().rowCount() > 0:
-        view.selectRow(0)
-        view.scrollToTop()
+def _select_row(view: QTableView, position: int) -> None:
+    view.selectRow(position)
+    view.scrollTo(view.model().index(position, 0))

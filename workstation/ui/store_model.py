@@ -5,9 +5,11 @@ with an Enum and builds on the window's :class:`~workstation.ui.table_model.RowT
 :meth:`EntryTableModel.set_entries` updates rows in place by key (removing and adding only
 what changed), so a refresh while images arrive keeps the user's selection and scroll position.
 
-:class:`StoreFilter` matches the browser's filter box: every word must appear, ignoring case
-and accents (``muller`` finds ``Müller^Jürgen``), in the patient's name or ID, or in one of
-the study's accession number, description, referring physician, date or modalities.
+:class:`StoreFilter` holds the browser's filter box: every word must appear, ignoring case
+and accents (``muller`` finds ``Müller^Jürgen``), in the patient's name, ID or birth date, or
+in one of the study's accession number, description, referring physician, date or
+modalities. The browser matches in SQL (:mod:`workstation.ui.store_reader`); the Python
+matcher here states the rule, and the tests hold the SQL to it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from collections.abc import Iterable
 from enum import Enum
 from typing import Any, TypeVar
 
-from workstation.store.queries import IndexQueries
 from workstation.store.records import PatientEntry, SeriesEntry, StudyEntry
 from workstation.text import fold as fold_text
 from workstation.text import format_date, format_person_name, format_sex, format_time
@@ -29,7 +30,6 @@ __all__ = [
     "PatientTableModel",
     "SeriesTableModel",
     "StoreFilter",
-    "StudyCache",
     "StudyTableModel",
     "fold_text",
 ]
@@ -74,36 +74,6 @@ def study_haystack(study: StudyEntry) -> str:
         *study.modalities,
     )
     return fold_text(" ".join(values))
-
-
-class StudyCache:
-    """Every study of the index with its folded search text, kept current by study UID.
-
-    Listing all studies costs ~100 ms for ten thousand, too much for each refresh while images
-    arrive; :meth:`update` re-reads only the studies that changed.
-    """
-
-    def __init__(self) -> None:
-        self._studies: dict[str, tuple[StudyEntry, str]] | None = None
-
-    def clear(self) -> None:
-        self._studies = None
-
-    def matching(self, index: IndexQueries, store_filter: StoreFilter) -> list[StudyEntry]:
-        """The studies the filter matches, reading the index the first time."""
-        if self._studies is None:
-            self._studies = {s.study_uid: (s, study_haystack(s)) for s in index.studies()}
-        return [s for s, haystack in self._studies.values() if store_filter.matches(haystack)]
-
-    def update(self, index: IndexQueries, study_uids: Iterable[str]) -> None:
-        if self._studies is None:
-            return
-        for uid in study_uids:
-            study = index.study(uid)
-            if study is None:
-                self._studies.pop(uid, None)
-            else:
-                self._studies[uid] = (study, study_haystack(study))
 
 
 class EntryTableModel(RowTableModel[E, C]):
