@@ -23,6 +23,7 @@ from pynetdicom.sop_class import (
 )
 
 from workstation.demo.archive import CANCELLED, PENDING, DemoArchive
+from workstation.dimse.pynetdicom_ae import close_reactor_race
 from workstation.nodes import RemoteNode
 
 LOOPBACK = "127.0.0.1"
@@ -294,6 +295,7 @@ def store_over_own_association(
     on_sent: Callable[[str], None] | None = None,
 ) -> list[int]:
     """C-STORE ``datasets`` to ``address`` as a storescu would; return the statuses."""
+    close_reactor_race()  # back-to-back send_c_store() calls to our fast SCP: see there
     ae = AE(ae_title=calling_aet)
     for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
         ae.add_requested_context(sop_class, STORE_SYNTAXES)

@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from pynetdicom import AE, _config
+from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.transport import AssociationServer, AssociationSocket
 
 from workstation.nodes import DEFAULT_AE_TITLE
@@ -36,6 +37,7 @@ def tune_pynetdicom() -> None:
       which with delayed ACKs costs ~40 ms per DIMSE round trip even on loopback.
     - No pretty-printing of every C-FIND identifier: pynetdicom formats each one whatever the
       log level, and identifiers carry patient data.
+    - :func:`close_reactor_race`.
     """
     global _tuned
     with _tune_lock:
@@ -67,7 +69,42 @@ def tune_pynetdicom() -> None:
 
         AssociationSocket._create_socket = _create_socket  # type: ignore[method-assign]
         AssociationServer.get_request = _get_request  # type: ignore[method-assign]
+        close_reactor_race()
         _tuned = True
+
+
+def close_reactor_race() -> None:
+    """Keep pynetdicom's reactor thread from taking a response a ``send_*()`` call awaits.
+
+    An upstream race (pynetdicom 3.0.4 and its main branch; ``Association._run_reactor`` and
+    the pause in each ``send_*()``): the reactor sets ``_is_paused`` and waits on
+    ``_reactor_checkpoint``. Woken by the ``set()`` that ends one ``send_c_store()``, it still
+    counts as paused until it is scheduled again, so the next ``send_c_store()`` clears the
+    checkpoint, sees ``_is_paused`` and sends. If the response is queued before the reactor
+    runs, the reactor's ``dimse.get_msg(block=False)`` takes it and drops it ("Received
+    unexpected C-STORE service message"), and ``send_c_store()`` waits for it until the DIMSE
+    timeout. A C-MOVE from the demo archive or ``serve`` into a storage SCP that answers within
+    a millisecond (ours) stopped midway now and then on a busy machine; pynetdicom offers no
+    event or setting that reaches this loop.
+
+    The reactor's non-blocking poll (its only caller) now finds nothing while the checkpoint is
+    cleared, i.e. while a ``send_*()`` owns the association's replies. No message is lost:
+    the reactor clears ``_is_paused`` before polling and a sender reads it after clearing the
+    checkpoint, so either the reactor sees the checkpoint cleared or the sender waits for the
+    reactor to pause again. Idempotent; a pynetdicom without the checkpoint is left as it is.
+    """
+    get_msg = DIMSEServiceProvider.get_msg
+    if getattr(get_msg, "_waits_for_the_sender", False):
+        return
+
+    def _get_msg(self: DIMSEServiceProvider, block: bool = False) -> Any:
+        checkpoint = getattr(self.assoc, "_reactor_checkpoint", None)
+        if not block and isinstance(checkpoint, threading.Event) and not checkpoint.is_set():
+            return None, None
+        return get_msg(self, block)
+
+    _get_msg._waits_for_the_sender = True  # type: ignore[attr-defined]
+    DIMSEServiceProvider.get_msg = _get_msg  # type: ignore[method-assign]
 
 
 def verbose_dimse_logging() -> None:
