@@ -92,9 +92,7 @@ def add_retrieve_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
 def add_store_scp_arguments(parser: argparse.ArgumentParser) -> None:
     settings = settings_mod.Settings()
     _add_store_arguments(parser, settings)
-    parser.add_argument(
-        "--aet", default=None, help=f"our AE title (default {settings.ae_title})"
-    )
+    parser.add_argument("--aet", default=None, help=f"our AE title (default {settings.ae_title})")
     parser.add_argument(
         "--port",
         type=int,
