@@ -124,20 +124,20 @@ def check_search(program: Path) -> str:
     process started from the frozen program; returns what was found."""
     from workstation.cancel import CancelToken
     from workstation.demo.archive import demo_archive
+    from workstation.dimse import find_helper
     from workstation.query import Query
-    from workstation.ui import find_process
 
     archive = demo_archive(seed=1).start()
     executable, sys.executable = sys.executable, str(program)
     try:
-        helper = find_process.FindProcess()  # starts `program -m workstation.ui.find_process`
+        helper = find_helper.FindProcess()  # starts `program -m workstation.dimse.find_helper`
     finally:
         sys.executable = executable
     try:
         query = Query.study(PatientName="SMITH*")
         batches = helper.study_rows(
             archive.node, query, calling_aet="CHECK", limit=None, cancel=CancelToken(),
-            outcome=find_process.FindOutcome(),
+            outcome=find_helper.FindOutcome(),
         )  # fmt: skip
         rows = [row for batch in batches for row in batch]
         process = helper._process

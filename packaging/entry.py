@@ -2,7 +2,7 @@
 
 ``workstation ARGS`` runs the command line as the installed script does. In the frozen
 application ``sys.executable`` is this program, not a Python, yet the window starts helpers
-with it the way it would start Python: ``sys.executable -m workstation.ui.find_process`` (the
+with it the way it would start Python: ``sys.executable -m workstation.dimse.find_helper`` (the
 C-FIND helper process) and ``sys.executable -I -S -c CODE`` (the crash log's copier). So the
 entry point also understands those two forms, for our own modules and code only.
 """

@@ -79,11 +79,11 @@ def main() -> int:
 
     from PySide6.QtWidgets import QApplication
 
+    from workstation.session import Session
     from workstation.settings import Settings
     from workstation.ui.app import GIL_SWITCH_INTERVAL
+    from workstation.ui.common.tasks import gui_loop
     from workstation.ui.main_window import MainWindow
-    from workstation.ui.session import Session
-    from workstation.ui.tasks import gui_loop
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     app = QApplication(sys.argv[:1])

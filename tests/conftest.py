@@ -13,7 +13,7 @@ import os
 import sys
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
-# The window's GUI-thread checks on (workstation.ui.thread_guard): a model, buffer or task
+# The window's GUI-thread checks on (workstation.ui.common.thread_guard): a model, buffer or task
 # callback run on a worker thread raises instead of corrupting Qt.
 os.environ.setdefault("WORKSTATION_CHECK_THREADS", "1")
 

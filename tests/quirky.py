@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, build_context, evt
+from pynetdicom import build_context, evt
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -23,7 +23,7 @@ from pynetdicom.sop_class import (
 )
 
 from workstation.demo.archive import CANCELLED, PENDING, DemoArchive
-from workstation.dimse.pynetdicom_ae import close_reactor_race
+from workstation.dimse.pynetdicom_ae import TunedAE, close_reactor_race
 from workstation.nodes import RemoteNode
 
 LOOPBACK = "127.0.0.1"
@@ -39,7 +39,7 @@ class QuirkySCP:
         ae_title: str = "QUIRKY",
         scp_roles: list[str] = (),  # type: ignore[assignment]
     ) -> None:
-        self.ae = AE(ae_title=ae_title)
+        self.ae = TunedAE(ae_title=ae_title)  # Nagle off, like the demo archive
         self.ae.maximum_pdu_size = 0
         for uid in contexts or [
             Verification,
@@ -212,7 +212,7 @@ class QuirkyArchive(DemoArchive):
         return address[0], address[1], {"contexts": contexts}
 
     def selected(self, event: Any) -> list[Any]:
-        """The archive's instances the request selects (``StoredInstance``: ``.dataset()``)."""
+        """The archive's instances the request selects (``ArchivedInstance``: ``.dataset()``)."""
         return self._select(event, "quirky retrieve") or []
 
     def store_to(self, event: Any, datasets: list[Dataset]) -> list[int]:
@@ -296,7 +296,7 @@ def store_over_own_association(
 ) -> list[int]:
     """C-STORE ``datasets`` to ``address`` as a storescu would; return the statuses."""
     close_reactor_race()  # back-to-back send_c_store() calls to our fast SCP: see there
-    ae = AE(ae_title=calling_aet)
+    ae = TunedAE(ae_title=calling_aet)
     for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
         ae.add_requested_context(sop_class, STORE_SYNTAXES)
     assoc = ae.associate(address[0], address[1], ae_title=called_aet)

@@ -235,7 +235,7 @@ def test_a_server_that_is_down_is_named(config: Path) -> None:
 
 def test_the_window_search_helper_takes_web_nodes(web: RemoteNode, archive: Archive) -> None:
     from workstation.cancel import CancelToken
-    from workstation.ui.find_process import FindOutcome, FindProcess
+    from workstation.dimse.find_helper import FindOutcome, FindProcess
 
     helper = FindProcess()
     try:

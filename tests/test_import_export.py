@@ -458,7 +458,7 @@ def test_window_drop_imports_and_export_runs_from_the_store_tab(
     from PySide6.QtGui import QDropEvent
     from PySide6.QtWidgets import QDialog
 
-    from workstation.ui import import_export
+    from workstation.ui.local_store import import_export
 
     window = open_nodes_window({})
     study = archive.studies[0]

@@ -295,7 +295,7 @@ def test_send_to_from_the_local_store_menu_queues_a_job(
     tmp_path: Path,
     qtbot: Any,
 ) -> None:
-    from workstation.ui.queue_model import QueueColumn
+    from workstation.ui.queue.queue_model import QueueColumn
 
     server = storescps("+xa")
     window = open_nodes_window({"Archive": server.node.with_options(name="Archive")})

@@ -584,7 +584,7 @@ def test_nodes_dialog_turns_serving_on(
     from PySide6.QtWidgets import QDialog
 
     from workstation import settings as settings_module
-    from workstation.ui.nodes_dialog import NodesDialog
+    from workstation.ui.nodes.nodes_dialog import NodesDialog
 
     monkeypatch.setenv("WORKSTATION_CONFIG_DIR", str(tmp_path / "config"))
     dialog = NodesDialog(settings_module.load())
@@ -607,7 +607,7 @@ def test_nodes_dialog_turns_serving_on(
 def test_the_window_session_serves_the_store_when_enabled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, archive: Archive, archive_files: list[Path]
 ) -> None:
-    from workstation.ui.session import Session
+    from workstation.session import Session
 
     monkeypatch.setenv("WORKSTATION_CONFIG_DIR", str(tmp_path / "config"))
     settings = Settings(

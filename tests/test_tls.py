@@ -377,7 +377,7 @@ def test_nodes_dialog_tls_group_saves_a_node_and_our_scp_tls(
     from PySide6.QtWidgets import QDialog
 
     from workstation import settings as settings_module
-    from workstation.ui.nodes_dialog import NodesDialog
+    from workstation.ui.nodes.nodes_dialog import NodesDialog
 
     monkeypatch.setenv("WORKSTATION_CONFIG_DIR", str(tmp_path / "config"))
     loose_key = tmp_path / "loose.key"

@@ -13,7 +13,7 @@ from test_ui_support import WAIT_MS
 from workstation.audit import check_xml
 from workstation.demo import Archive
 from workstation.nodes import RemoteNode
-from workstation.ui.audit_view import AuditDialog
+from workstation.ui.audit.audit_view import AuditDialog
 from workstation.ui.main_window import MainWindow
 
 pytest_plugins = ["test_ui_support"]

@@ -38,11 +38,11 @@ from workstation.demo import Archive, generate_archive
 from workstation.errors import StoreError
 from workstation.nodes import RemoteNode, RetrieveMethod
 from workstation.store import LocalStore, StoredInstance
-from workstation.ui.log_pane import LogPane, install_log_handler
-from workstation.ui.nodes_dialog import NodesDialog
-from workstation.ui.preview import NO_IMAGE, PreviewUnavailable, decode_preview, load_preview
-from workstation.ui.store_browser import StoreBrowser
-from workstation.ui.store_model import ROW_ROLE
+from workstation.ui.common.log_pane import LogPane, install_log_handler
+from workstation.ui.local_store.store_browser import StoreBrowser
+from workstation.ui.local_store.store_model import ROW_ROLE
+from workstation.ui.nodes.nodes_dialog import NodesDialog
+from workstation.ui.viewer.preview import NO_IMAGE, PreviewUnavailable, decode_preview, load_preview
 
 pytestmark = pytest.mark.gui
 ROWS, COLUMNS = 64, 48

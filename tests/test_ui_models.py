@@ -20,16 +20,16 @@ from pytestqt.qtbot import QtBot
 
 from workstation.dimse.outcome import RetrieveProgress
 from workstation.jobs import JobState, RetrieveJob
+from workstation.jobs.submit import plan_series, plan_studies
 from workstation.nodes import RemoteNode
 from workstation.query import Level
 from workstation.results import LocalPresence, SeriesRow, StudyRow, format_person_name
-from workstation.ui.criteria import DatePreset, SearchCriteria, accent_wildcards, name_spellings
-from workstation.ui.queue_model import QueueColumn, QueueTableModel
-from workstation.ui.retrieve_plan import plan_series, plan_studies
-from workstation.ui.series_model import SeriesTableModel
-from workstation.ui.study_model import StudyColumn, StudyTableModel
-from workstation.ui.table_model import SORT_ROLE
-from workstation.ui.throttle import BatchBuffer
+from workstation.search import DatePreset, SearchCriteria, accent_wildcards, name_spellings
+from workstation.ui.common.batch_buffer import BatchBuffer
+from workstation.ui.common.table_model import SORT_ROLE
+from workstation.ui.queue.queue_model import QueueColumn, QueueTableModel
+from workstation.ui.search.series_model import SeriesTableModel
+from workstation.ui.search.study_model import StudyColumn, StudyTableModel
 
 NODE = RemoteNode("PACS", "127.0.0.1", 104, name="PACS")
 
@@ -213,8 +213,8 @@ def test_every_date_preset_gives_an_ordered_range(preset: DatePreset) -> None:
 
 def test_a_person_shows_the_same_on_the_query_tab_and_in_the_local_store() -> None:
     from workstation.store.records import PatientEntry
-    from workstation.ui.store_model import PatientTableModel
-    from workstation.ui.study_model import StudyTableModel
+    from workstation.ui.local_store.store_model import PatientTableModel
+    from workstation.ui.search.study_model import StudyTableModel
 
     name = "Smith^John^A^Dr^Jr"
     assert format_person_name(name) == "Smith, Dr John A, Jr"

@@ -19,10 +19,10 @@ from test_ui_support import WAIT_MS, search
 from workstation.demo.archive import DemoArchive
 from workstation.jobs import JobState, RetrieveJob
 from workstation.nodes import RemoteNode
+from workstation.session import Session
 from workstation.settings import Settings
 from workstation.ui.main_window import MainWindow
-from workstation.ui.queue_model import PROGRESS_ROLE, QueueColumn
-from workstation.ui.session import Session
+from workstation.ui.queue.queue_model import PROGRESS_ROLE, QueueColumn
 
 pytestmark = pytest.mark.gui
 pytest_plugins = ["test_ui_support"]

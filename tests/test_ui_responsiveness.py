@@ -25,18 +25,18 @@ from test_ui_support import WAIT_MS, search
 
 from workstation.cancel import CancelToken
 from workstation.demo.archive import DemoArchive
+from workstation.dimse.find_helper import FindOutcome, FindProcess
 from workstation.errors import ConnectionFailed
 from workstation.nodes import RemoteNode
 from workstation.query import Query
 from workstation.results import SeriesRow, StudyRow
 from workstation.store import LocalStore
-from workstation.ui.find_process import FindOutcome, FindProcess
-from workstation.ui.local_tracker import LocalTracker
+from workstation.ui.common.batch_buffer import BatchBuffer
+from workstation.ui.common.tasks import TaskRunner
 from workstation.ui.main_window import MainWindow
-from workstation.ui.study_model import StudyTableModel
-from workstation.ui.tasks import TaskRunner
-from workstation.ui.throttle import BatchBuffer
-from workstation.ui.worker_gate import WorkerGate
+from workstation.ui.search.local_tracker import LocalTracker
+from workstation.ui.search.study_model import StudyTableModel
+from workstation.ui.search.worker_gate import WorkerGate
 
 pytest_plugins = ["test_ui_support"]
 

@@ -16,11 +16,11 @@ from workstation.demo.archive import DemoArchive
 from workstation.dimse.pynetdicom_ae import make_ae
 from workstation.jobs import JobState, RetrieveJob
 from workstation.results import StudyRow
+from workstation.session import Session
 from workstation.settings import Settings
 from workstation.ui.main_window import MainWindow
-from workstation.ui.queue_model import PROGRESS_ROLE, QueueColumn
-from workstation.ui.session import Session
-from workstation.ui.study_model import StudyColumn
+from workstation.ui.queue.queue_model import PROGRESS_ROLE, QueueColumn
+from workstation.ui.search.study_model import StudyColumn
 
 pytestmark = pytest.mark.gui
 pytest_plugins = ["test_ui_support"]  # its fixtures: demo, session, window...

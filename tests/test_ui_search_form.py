@@ -16,9 +16,9 @@ from tests.test_ui_support import WAIT_MS, search
 from workstation.demo import Archive
 from workstation.nodes import RemoteNode
 from workstation.results import StudyRow
-from workstation.ui.criteria import DatePreset, SearchCriteria, birth_date_pattern
+from workstation.search import DatePreset, SearchCriteria, birth_date_pattern
 from workstation.ui.main_window import MainWindow
-from workstation.ui.query_panel import QueryPanel
+from workstation.ui.search.query_panel import QueryPanel
 
 pytest_plugins = ["test_ui_support"]
 
@@ -126,8 +126,8 @@ def test_birth_date_search_in_the_window_lists_exactly_those_patients(
 def test_columns_widen_to_their_content_on_the_first_results_and_keep_the_users_width(
     qtbot: QtBot,
 ) -> None:
-    from workstation.ui.study_model import StudyColumn, StudyTableModel
-    from workstation.ui.study_view import MAX_FIT_WIDTH, StudyView
+    from workstation.ui.search.study_model import StudyColumn, StudyTableModel
+    from workstation.ui.search.study_view import MAX_FIT_WIDTH, StudyView
 
     model = StudyTableModel()
     view = StudyView(model)
@@ -174,8 +174,8 @@ def test_quit_with_unfinished_jobs_asks_first(
 
 
 def test_several_studies_skip_the_complete_ones_and_a_series_job_says_series() -> None:
+    from workstation.jobs.submit import plan_series, plan_studies
     from workstation.results import SeriesRow
-    from workstation.ui.retrieve_plan import plan_series, plan_studies
 
     node = RemoteNode("PACS", "127.0.0.1", 104, "PACS")
     rows = [StudyRow(f"1.2.{n}", patient_name="Doe^J", sources=("PACS",)) for n in (1, 2)]

@@ -19,7 +19,7 @@ from tests.servers import LOOPBACK, OrthancServer, free_port
 from workstation.demo import Archive
 from workstation.nodes import RemoteNode, RetrieveMethod
 from workstation.ui.main_window import MainWindow
-from workstation.ui.study_search import NodeOutcome, _per_node
+from workstation.ui.search.study_search import NodeOutcome, _per_node
 
 pytestmark = pytest.mark.gui
 pytest_plugins = ["test_ui_support"]  # its fixtures: ui_dirs, open_nodes_window...

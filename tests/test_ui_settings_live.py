@@ -21,9 +21,9 @@ from workstation.dimse.echo import echo
 from workstation.errors import AssociationRejected
 from workstation.jobs import JobState
 from workstation.nodes import RemoteNode
+from workstation.session import Session
 from workstation.ui.main_window import MainWindow
-from workstation.ui.nodes_dialog import NodesDialog
-from workstation.ui.session import Session
+from workstation.ui.nodes.nodes_dialog import NodesDialog
 
 pytestmark = pytest.mark.gui
 pytest_plugins = ["test_ui_support"]

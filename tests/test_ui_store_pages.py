@@ -19,14 +19,14 @@ from PySide6.QtTest import QTest
 
 from tests.test_ui_browser import UID_ROOT, image_dataset, part10, rows_of, settle
 from tests.test_ui_support import make_settings
+from workstation.session import Session
 from workstation.store import LocalStore, StoredInstance
-from workstation.ui import thread_guard
+from workstation.ui.common import thread_guard
+from workstation.ui.local_store.store_browser import FILTER_DELAY_MS, StoreBrowser
+from workstation.ui.local_store.store_model import StoreFilter
+from workstation.ui.local_store.store_pages import PAGE_SIZE
+from workstation.ui.local_store.store_reader import StoreReader
 from workstation.ui.main_window import MainWindow
-from workstation.ui.session import Session
-from workstation.ui.store_browser import FILTER_DELAY_MS, StoreBrowser
-from workstation.ui.store_model import StoreFilter
-from workstation.ui.store_pages import PAGE_SIZE
-from workstation.ui.store_reader import StoreReader
 
 pytestmark = pytest.mark.gui
 pytest_plugins = ["test_ui_support"]

@@ -34,10 +34,10 @@ from tests.servers import LOOPBACK, OrthancServer
 from workstation.demo import Archive
 from workstation.jobs import JobState
 from workstation.nodes import RemoteNode
-from workstation.ui import thread_guard
+from workstation.ui.common import thread_guard
+from workstation.ui.common.thread_guard import GuiThreadCollector
 from workstation.ui.main_window import MainWindow
-from workstation.ui.study_model import StudyTableModel
-from workstation.ui.thread_guard import GuiThreadCollector
+from workstation.ui.search.study_model import StudyTableModel
 
 pytestmark = pytest.mark.gui
 pytest_plugins = ["test_ui_support"]  # its fixtures: ui_dirs, open_nodes_window...

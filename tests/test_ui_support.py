@@ -18,9 +18,9 @@ from pytestqt.qtbot import QtBot
 
 from workstation.demo.archive import DemoArchive, demo_archive
 from workstation.nodes import RemoteNode, RetrieveMethod
+from workstation.session import Session
 from workstation.settings import Settings
 from workstation.ui.main_window import MainWindow
-from workstation.ui.session import Session
 
 WAIT_MS = 20_000
 

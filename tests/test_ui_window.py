@@ -19,11 +19,11 @@ from workstation.demo import Archive
 from workstation.demo.archive import DemoArchive, demo_archive
 from workstation.nodes import RemoteNode
 from workstation.query import matches_pattern
+from workstation.search import DatePreset
+from workstation.session import Session
 from workstation.settings import Settings
-from workstation.ui.criteria import DatePreset
 from workstation.ui.main_window import MainWindow
-from workstation.ui.session import Session
-from workstation.ui.study_model import StudyColumn
+from workstation.ui.search.study_model import StudyColumn
 
 pytestmark = pytest.mark.gui
 pytest_plugins = ["test_ui_support"]  # its fixtures: demo, session, window...

@@ -36,12 +36,12 @@ from workstation.demo import generate_archive
 from workstation.demo.archive import demo_archive
 from workstation.demo.phantoms import phantom
 from workstation.jobs import JobState
+from workstation.session import Session
 from workstation.store import LocalStore
 from workstation.store.layout import resolve_in_root, series_path
+from workstation.ui.local_store.store_browser import StoreBrowser
+from workstation.ui.local_store.store_model import ROW_ROLE
 from workstation.ui.main_window import MainWindow
-from workstation.ui.session import Session
-from workstation.ui.store_browser import StoreBrowser
-from workstation.ui.store_model import ROW_ROLE
 from workstation.ui.viewer import ViewerWindow
 from workstation.ui.viewer.imaging import CODECS_HINT
 from workstation.ui.viewer.thumbnails import THUMBNAILS

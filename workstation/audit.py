@@ -587,7 +587,8 @@ def to_xml(events: Sequence[AuditEvent], *, source_id: str | None = None) -> byt
         root = ET.Element("AuditMessages")
         root.extend(messages)
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return xml
 
 
 def check_xml(data: bytes) -> list[str]:
@@ -622,16 +623,21 @@ def check_xml(data: bytes) -> list[str]:
 # -- hooks: small helpers the operations call ---------------------------------------------------
 
 
-class _Deletion:
-    count = 0
+@dataclass
+class Deletion:
+    """What a deletion removed: the operation sets ``count`` to the instances it removed."""
+
+    count: int = 0
 
 
 @contextlib.contextmanager
-def deletion(store: LocalStore, kind: str, uid: str, study_uids: Sequence[str]) -> Iterator[Any]:
+def deletion(
+    store: LocalStore, kind: str, uid: str, study_uids: Sequence[str]
+) -> Iterator[Deletion]:
     """Record a deletion of a study or series of ``store``: the patients are looked up before
     the rows go; set ``.count`` on the object yielded to the instances removed."""
     patients = tuple(patients_of(store, study_uids))
-    done = _Deletion()
+    done = Deletion()
     event = AuditEvent(
         action="delete",
         outcome="done",

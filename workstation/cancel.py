@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
+
+from workstation.listeners import Listeners
+
+log = logging.getLogger(__name__)
 
 
 class CancelToken:
@@ -15,17 +20,17 @@ class CancelToken:
 
     def __init__(self) -> None:
         self._event = threading.Event()
-        self._lock = threading.Lock()
-        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()  # the event's state, against on_cancel's check
+        self._callbacks: Listeners[None] = Listeners("a cancel callback failed", log)
 
     def cancel(self) -> None:
         with self._lock:
             if self._event.is_set():
                 return
             self._event.set()
-            callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback()
+        # Added before the event was set (on_cancel checks it under the lock): all here.
+        for callback in self._callbacks.take():
+            callback(None)  # a failure reaches the one who cancels
 
     @property
     def cancelled(self) -> bool:
@@ -38,13 +43,6 @@ class CancelToken:
         """Call ``callback`` when cancelled (at once if already); returns an unregister function."""
         with self._lock:
             if not self._event.is_set():
-                self._callbacks.append(callback)
-
-                def unregister() -> None:
-                    with self._lock:
-                        if callback in self._callbacks:
-                            self._callbacks.remove(callback)
-
-                return unregister
+                return self._callbacks.add(lambda _: callback())
         callback()
         return lambda: None

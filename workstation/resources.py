@@ -20,7 +20,7 @@ PACKAGE = "workstation_resources"
 #: Sizes of the application icon's PNGs (``icons/workstation-<size>.png``).
 ICON_SIZES = (16, 32, 48, 64, 128, 256)
 #: The bundled action icons (``actions/<name>.svg``), by name, with the freedesktop icon names
-#: a desktop theme may provide instead (first found wins; see workstation.ui.icons).
+#: a desktop theme may provide instead (first found wins; see workstation.ui.common.icons).
 ACTION_ICONS: dict[str, tuple[str, ...]] = {
     "search": ("system-search", "edit-find"),
     "stop": ("process-stop",),

@@ -64,12 +64,13 @@ from workstation.demo.archive import DemoArchive
 from workstation.demo.generator import generate_bulk, generate_large_study
 from workstation.jobs import JobState
 from workstation.nodes import RemoteNode, RetrieveMethod
+from workstation.session import Session
 from workstation.settings import Settings
-from workstation.ui import study_search, study_view, throttle
 from workstation.ui.app import prepare_application
+from workstation.ui.common import batch_buffer
+from workstation.ui.common.tasks import gui_loop
 from workstation.ui.main_window import MainWindow
-from workstation.ui.session import Session
-from workstation.ui.tasks import gui_loop
+from workstation.ui.search import study_search, study_view
 
 TICK_MS = 10
 STALL_MS = 50
@@ -158,7 +159,7 @@ class Profile:
     def install(self) -> None:
         """Before the window is built: wrap the flush, and the results table's class."""
         flushes, paints = self.flushes, self.paints
-        buffer_class: Any = throttle.BatchBuffer
+        buffer_class: Any = batch_buffer.BatchBuffer
         name = "_drain" if hasattr(buffer_class, "_drain") else "flush"
         original = getattr(buffer_class, name)
 

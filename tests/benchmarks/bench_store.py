@@ -79,13 +79,14 @@ from workstation.store.importer import import_paths
 from workstation.store.records import InstanceRecord
 from workstation.ui.app import prepare_application
 from workstation.ui.main_window import MainWindow
-from workstation.ui.store_browser import StoreBrowser
 
 try:  # where the session and the GUI event loop live since the ui was split into packages
     from workstation.session import Session
     from workstation.ui.common.tasks import gui_loop
+    from workstation.ui.local_store.store_browser import StoreBrowser
 except ImportError:  # the layout before
     from workstation.ui.session import Session  # type: ignore[no-redef]
+    from workstation.ui.store_browser import StoreBrowser  # type: ignore[no-redef]
     from workstation.ui.tasks import gui_loop  # type: ignore[no-redef]
 
 TREE = Path(sys.path[0]).resolve()

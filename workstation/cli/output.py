@@ -13,7 +13,7 @@ import sys
 import time
 import unicodedata
 from collections.abc import Iterable, Sequence
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 from pydicom.dataset import Dataset
 
@@ -101,7 +101,8 @@ def json_dict_of(ds: Identifier) -> dict[str, Any]:
 
 def _element_json(ds: Dataset, tag: int) -> dict[str, Any]:
     try:
-        return cast(dict[str, Any], ds[tag].to_json_dict(None, 1024))
+        json: dict[str, Any] = ds[tag].to_json_dict(None, 1024)
+        return json
     except ValueError as exc:
         name = ds[tag].keyword or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

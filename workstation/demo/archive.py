@@ -46,7 +46,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from workstation.demo.generator import Archive, generate_archive
-from workstation.demo.matching import IMAGE, Catalogue, QueryError, StoredInstance
+from workstation.demo.matching import IMAGE, ArchivedInstance, Catalogue, QueryError
 from workstation.dimse.pynetdicom_ae import make_ae
 from workstation.nodes import RemoteNode, RetrieveMethod, validate_ae_title
 
@@ -92,9 +92,9 @@ def _encode(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def _load(source: DatasetSource) -> list[StoredInstance]:
+def _load(source: DatasetSource) -> list[ArchivedInstance]:
     items: Iterable[Any] = source.datasets() if isinstance(source, Archive) else source
-    instances: list[StoredInstance] = []
+    instances: list[ArchivedInstance] = []
     seen: set[str] = set()
     for item in items:
         ds = item[1] if isinstance(item, tuple) else item
@@ -104,7 +104,7 @@ def _load(source: DatasetSource) -> list[StoredInstance]:
         if ds.SOPInstanceUID in seen:
             continue
         seen.add(ds.SOPInstanceUID)
-        instances.append(StoredInstance.from_part10(_encode(ds)))
+        instances.append(ArchivedInstance.from_part10(_encode(ds)))
     return instances
 
 
@@ -299,7 +299,7 @@ class DemoArchive:
             yield PENDING, response
         log.info("demo archive: C-FIND answered %d matches", count)
 
-    def _select(self, event: Event, service: str) -> list[StoredInstance] | None:
+    def _select(self, event: Event, service: str) -> list[ArchivedInstance] | None:
         try:
             instances = self._catalogue.retrieve(event.identifier, self._patient_root(event))
         except QueryError as exc:
@@ -309,7 +309,7 @@ class DemoArchive:
         return instances
 
     def _send(
-        self, event: Event, instances: list[StoredInstance], service: str
+        self, event: Event, instances: list[ArchivedInstance], service: str
     ) -> Iterator[tuple[int, Dataset | None]]:
         cancel = _Cancel(event, self._stopping)
         for number, instance in enumerate(instances):

@@ -1,7 +1,7 @@
 """In-memory C-FIND matching and retrieve selection for the demo archive.
 
 Implements the Query/Retrieve Information Models of PS3.4 C.6.1 (Patient Root) and C.6.2
-(Study Root) over a list of :class:`StoredInstance`, with the attribute matching of PS3.4
+(Study Root) over a list of :class:`ArchivedInstance`, with the attribute matching of PS3.4
 C.2.2.2: single value, wildcard (``*``/``?``), range (DA/TM/DT), list of UIDs, universal
 (empty) matching. Text matches ignoring case (as Orthanc matches names; C.2.2.2.1 permits it
 for PN) but not accents, so the demo promises no more than a typical PACS; every key may be a
@@ -134,7 +134,7 @@ def matches(
 
 
 @dataclass
-class StoredInstance:
+class ArchivedInstance:
     """One SOP instance held in memory: its Part-10 bytes and a decoded header."""
 
     part10: bytes
@@ -146,7 +146,7 @@ class StoredInstance:
     series_uid: str = ""
 
     @classmethod
-    def from_part10(cls, part10: bytes) -> StoredInstance:
+    def from_part10(cls, part10: bytes) -> ArchivedInstance:
         header = dcmread(BytesIO(part10), stop_before_pixels=True)
         header.walk(lambda ds, elem: None)  # decode every element now: read-only afterwards
         patient = str(header.get("PatientID", "") or "")
@@ -191,9 +191,9 @@ def identifier_keys(identifier: Dataset) -> list[Key]:
 class Catalogue:
     """The matching engine over an immutable list of instances (thread-safe to query)."""
 
-    def __init__(self, instances: Sequence[StoredInstance]) -> None:
+    def __init__(self, instances: Sequence[ArchivedInstance]) -> None:
         self.instances = tuple(instances)
-        self._groups: list[dict[str, list[StoredInstance]]] = [{} for _ in LEVELS]
+        self._groups: list[dict[str, list[ArchivedInstance]]] = [{} for _ in LEVELS]
         for instance in self.instances:
             for level, groups in enumerate(self._groups):
                 groups.setdefault(instance.key(level), []).append(instance)
@@ -205,10 +205,10 @@ class Catalogue:
             self._studies_of_patient.setdefault(instance.patient_key, set()).add(instance.study_uid)
             self._series_of_patient.setdefault(instance.patient_key, set()).add(instance.series_uid)
 
-    def group(self, level: int, key: str) -> list[StoredInstance]:
+    def group(self, level: int, key: str) -> list[ArchivedInstance]:
         return self._groups[level].get(key, [])
 
-    def computed(self, keyword: str, instance: StoredInstance) -> object:
+    def computed(self, keyword: str, instance: ArchivedInstance) -> object:
         """The value of a computed key (PS3.4 C.3.2-C.3.4) for the entity of ``instance``."""
         study = self.group(STUDY, instance.study_uid)
         patient = instance.patient_key
@@ -260,7 +260,7 @@ class Catalogue:
             keys.append(_Key(elem.tag, keyword, vr, query))
         return keys
 
-    def _instance_matches(self, instance: StoredInstance, keys: list[_Key]) -> bool:
+    def _instance_matches(self, instance: ArchivedInstance, keys: list[_Key]) -> bool:
         for key in keys:
             if not key.query:
                 continue
@@ -326,7 +326,7 @@ class Catalogue:
             yield rsp
 
     def _response_element(
-        self, key: _Key, level: int, instance: StoredInstance, retrieve_aet: str
+        self, key: _Key, level: int, instance: ArchivedInstance, retrieve_aet: str
     ) -> DataElement:
         keyword = key.keyword
         value: object = None
@@ -346,7 +346,7 @@ class Catalogue:
 
     # -- C-MOVE / C-GET ------------------------------------------------------------------
 
-    def retrieve(self, identifier: Dataset, patient_root: bool) -> list[StoredInstance]:
+    def retrieve(self, identifier: Dataset, patient_root: bool) -> list[ArchivedInstance]:
         """The instances a C-MOVE or C-GET Identifier selects (PS3.4 C.4.2.2.1, C.4.3.2.1).
 
         The unique key of the level must be given (a single UID or a list); every instance of

@@ -379,7 +379,9 @@ _PLANES = {
 }
 
 
-def _grid(m: Model, columns_axis: str, rows_axis: str, rows: int, columns: int):
+def _grid(
+    m: Model, columns_axis: str, rows_axis: str, rows: int, columns: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates of pixel centres: rows along ``rows_axis`` (z runs upwards)."""
     ext = m.extent
     half = max(ext[_AXES[columns_axis]], ext[_AXES[rows_axis]])
@@ -607,7 +609,7 @@ def _detector(name: str, along: str, rows: int, columns: int) -> tuple[np.ndarra
     return signal, (low + high) / 2, max(high - low, 1.0)
 
 
-def _radiograph(m: Model, key: str, along: str, modality: str, rows: int, columns: int):
+def _radiograph(m: Model, key: str, along: str, modality: str, rows: int, columns: int) -> Phantom:
     signal, center, width = _detector(m.name, along, rows, columns)
     pixels = np.clip(np.rint(signal + _noise(key, signal.shape, 12)), 0, 4095).astype(np.uint16)
     if modality == "CR":  # MONOCHROME1: the minimum is white

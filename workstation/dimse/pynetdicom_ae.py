@@ -12,9 +12,10 @@ import socket
 import threading
 from typing import Any
 
-from pynetdicom import AE, _config
+from pynetdicom import AE, _config, evt
+from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
-from pynetdicom.transport import AssociationServer, AssociationSocket
+from pynetdicom.transport import ThreadedAssociationServer
 
 from workstation.nodes import DEFAULT_AE_TITLE
 
@@ -30,11 +31,38 @@ def _nodelay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _nodelay_on_open(event: evt.Event) -> None:
+    """EVT_CONN_OPEN: the socket is connected (or accepted) and nothing is sent yet."""
+    transport = event.assoc.dul.socket
+    if transport is not None and transport.socket is not None:
+        _nodelay(transport.socket)
+
+
+#: Turns Nagle's algorithm off on an association's socket, on either side.
+NODELAY_HANDLER = (evt.EVT_CONN_OPEN, _nodelay_on_open)
+
+
+class TunedAE(AE):
+    """pynetdicom's AE with TCP_NODELAY on every socket of its associations: those it
+    accepts, those it requests, and the C-MOVE sub-associations pynetdicom requests for it
+    (through :meth:`associate`). pynetdicom leaves Nagle's algorithm on, which with delayed
+    ACKs costs ~40 ms per DIMSE round trip even on loopback."""
+
+    def associate(self, *args: Any, **kwargs: Any) -> Association:
+        return super().associate(*args, **_with_nodelay(kwargs))
+
+    def start_server(self, *args: Any, **kwargs: Any) -> ThreadedAssociationServer | None:
+        return super().start_server(*args, **_with_nodelay(kwargs))
+
+
+def _with_nodelay(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments with :data:`NODELAY_HANDLER` added to ``evt_handlers``."""
+    return {**kwargs, "evt_handlers": [*(kwargs.get("evt_handlers") or []), NODELAY_HANDLER]}
+
+
 def tune_pynetdicom() -> None:
     """Apply the process-wide pynetdicom settings the workstation relies on (idempotent).
 
-    - TCP_NODELAY on outgoing and accepted sockets: pynetdicom leaves Nagle's algorithm on,
-      which with delayed ACKs costs ~40 ms per DIMSE round trip even on loopback.
     - No pretty-printing of every C-FIND identifier: pynetdicom formats each one whatever the
       log level, and identifiers carry patient data.
     - :func:`close_reactor_race`.
@@ -52,23 +80,6 @@ def tune_pynetdicom() -> None:
         # Our storage SCP (and C-GET) accepts every storage SOP class, private ones too, in
         # any transfer syntax offered. It is process-wide in pynetdicom, so it is set here.
         _config.UNRESTRICTED_STORAGE_SERVICE = True
-
-        create_socket = AssociationSocket._create_socket
-
-        def _create_socket(self: AssociationSocket, address: Any) -> socket.socket:
-            sock = create_socket(self, address)
-            _nodelay(sock)
-            return sock
-
-        get_request = AssociationServer.get_request
-
-        def _get_request(self: AssociationServer) -> tuple[socket.socket, tuple[str, int]]:
-            client, address = get_request(self)
-            _nodelay(client)
-            return client, address
-
-        AssociationSocket._create_socket = _create_socket  # type: ignore[method-assign]
-        AssociationServer.get_request = _get_request  # type: ignore[method-assign]
         close_reactor_race()
         _tuned = True
 
@@ -113,8 +124,8 @@ def verbose_dimse_logging() -> None:
     _config.LOG_HANDLER_LEVEL = "standard"
 
 
-def make_ae(calling_aet: str = DEFAULT_AE_TITLE) -> AE:
+def make_ae(calling_aet: str = DEFAULT_AE_TITLE) -> TunedAE:
     tune_pynetdicom()
-    ae = AE(ae_title=calling_aet)
+    ae = TunedAE(ae_title=calling_aet)
     ae.maximum_pdu_size = MAXIMUM_PDU_SIZE
     return ae

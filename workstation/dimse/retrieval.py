@@ -260,13 +260,18 @@ class Retrieval:
                 if self.done:
                     return
                 now = time.monotonic()
+                expired = True
                 if self.total_timeout is not None and now - self.start > self.total_timeout:
                     self.stop_reason = f"no final response within {self.total_timeout:g} s"
                 elif now - self.last_activity > self.idle_timeout:
                     self.stop_reason = f"no response and no instance for {self.idle_timeout:g} s"
                 else:
-                    self.lock.wait(0.25)
-                    continue
+                    expired = False
+            if not expired:
+                # A sleep, not self.lock.wait: every arrival notifies the lock, and waking
+                # this thread per instance cost the receiving thread a GIL hand-off.
+                time.sleep(0.25)
+                continue
             log.warning("aborting the %s on %s: %s", self.method, self.node, self.stop_reason)
             self._abort()
             return

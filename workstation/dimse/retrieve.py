@@ -417,7 +417,7 @@ def get(
     finally:
         if retrieval.expecting_more():
             sink.settle(SETTLE_SECONDS)
-        sink.close()  # writes what is queued, then ends its writer thread
+        sink.close()  # waits for the writes still owed
     return _audited(store, _remember(retrieval.outcome()), query, calling_aet)
 
 

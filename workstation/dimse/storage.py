@@ -6,18 +6,25 @@ store: small instances are gathered in memory and written once, large ones spill
 temporary file in the store's ``.incoming`` as their fragments come, so memory stays flat
 whatever the study size. When the last fragment is in, the data set is walked to its end
 (a truncated one, or one whose lengths lie, is refused), its UIDs are checked against the
-C-STORE request, and the file is published atomically. The store's writer thread does the
-SQLite work; subscribers (running retrieves, the window) hear what arrived, on the
-association's thread. Nothing here touches Qt.
+C-STORE request, and the file is published atomically (for our own retrieves, right after
+the success response went out, on the same thread: no hand-off to another thread). The
+store's index thread does the SQLite work. Nothing here touches Qt.
+
+What arrived is told on two channels. :meth:`StoreSink.subscribe`: each instance as soon as
+its file is in place, without waiting for the index, on the association's thread; running
+retrieves count their arrivals this way.
+:meth:`LocalStore.add_listener <workstation.store.local_store.LocalStore.add_listener>`: lists
+of instances once indexed, on the store's index thread, whatever brought them (C-STORE,
+C-GET, import); the window's Local columns and store browser follow that one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import os
-import queue
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -29,6 +36,7 @@ from workstation.dimse.ports import program_on_port
 from workstation.dimse.wire.negotiation import Negotiated
 from workstation.dimse.wire.scp import Acceptor
 from workstation.errors import InvalidInput, PortInUse, StoreError
+from workstation.listeners import Listeners
 from workstation.nodes import LocalAE
 from workstation.store import LocalStore, StoredInstance
 from workstation.store.filemeta import file_meta
@@ -59,9 +67,11 @@ class StoreSink:
         self.store = store
         #: Answer pushes too before their fsync (see :meth:`begin`): the user's choice.
         self.batched_sync = batched_sync
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: Listeners[StoredInstance] = Listeners("a storage subscriber failed", log)
         self._lock = threading.Lock()
-        self._behind: _WriteBehind | None = None
+        #: Deferred writes owed (checked and answered, not written yet), by ticket.
+        self._owed: set[int] = set()
+        self._tickets = itertools.count()
         self.received = 0
         self._write_failures = 0
         self._write_failure_reason = ""
@@ -72,16 +82,9 @@ class StoreSink:
         self._pushes: dict[int, audit.PushTally] = {}
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback`` (on an association thread) for each instance stored."""
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
+        """Call ``callback`` (on an association thread) for each instance stored; returns a
+        function that unsubscribes it."""
+        return self._subscribers.add(callback)
 
     def store_instance(
         self,
@@ -90,24 +93,11 @@ class StoreSink:
         expect: tuple[str, str],
         *,
         durable: bool = True,
-        defer: bool = False,
         tally: audit.PushTally | None = None,
     ) -> tuple[int, str | None]:
         """Store a received Part-10 file (bytes, or a temporary file it consumes); return the
-        C-STORE status and comment.
-
-        ``defer`` (bytes only): check the data set now (a refusal is answered as usual) but
-        write it on the sink's writer thread, so the sender's next instance arrives while this
-        one is written. For the sub-operations of our own retrieves only: the success then
-        means "received intact"; if our process dies before the write, the instance is
-        missing from the store and the retrieve's check or Retry fetches it again from the
-        PACS, which still holds it.
-        """
+        C-STORE status and comment."""
         try:
-            if defer and isinstance(data, bytes):
-                record = self.store.check_bytes(data, expect=expect)
-                self._writer().put((record, data, caller))
-                return SUCCESS, None
             if isinstance(data, bytes):
                 stored = self.store.store_bytes(
                     data, source_aet=caller, expect=expect, durable=durable
@@ -116,14 +106,8 @@ class StoreSink:
                 stored = self.store.store_file(
                     data, source_aet=caller, move=True, expect=expect, durable=durable
                 )
-        except DatasetMismatch as exc:
-            log.warning("refused an instance from %s: %s", caller, exc)
-            _discard(data)
-            return DATA_SET_MISMATCH, _comment(exc)
-        except InvalidInput as exc:
-            log.warning("refused an instance from %s: %s", caller, exc)
-            _discard(data)
-            return CANNOT_UNDERSTAND, _comment(exc)
+        except (DatasetMismatch, InvalidInput) as exc:
+            return _refused(exc, data, caller)
         except (OSError, StoreError) as exc:
             log.error("cannot write an instance from %s to the store: %s", caller, exc)
             self._write_failed(exc)
@@ -165,33 +149,59 @@ class StoreSink:
     def _announce(self, stored: StoredInstance) -> None:
         with self._lock:
             self.received += 1
-            subscribers = list(self._subscribers)
-        for callback in subscribers:
-            try:
-                callback(stored)
-            except Exception:
-                log.exception("a storage subscriber failed")
+        self._subscribers.emit(stored)
 
-    def _writer(self) -> _WriteBehind:
+    def check_deferred(
+        self, data: bytes, caller: str, expect: tuple[str, str]
+    ) -> tuple[int, str | None, tuple[InstanceRecord, int] | None]:
+        """Check an instance of our own retrieves now (a refusal is answered as usual) and owe
+        its write: the status, comment, and (record, ticket) to pass to :meth:`write_deferred`
+        once the success response is sent, so the sender prepares its next instance while
+        this one is written. The success then means "received intact"; if our process dies
+        before the write, the instance is missing from the store and the retrieve's check or
+        Retry fetches it again from the PACS, which still holds it."""
+        try:
+            record = self.store.check_bytes(data, expect=expect)
+        except (DatasetMismatch, InvalidInput) as exc:
+            status, comment = _refused(exc, data, caller)
+            return status, comment, None
         with self._lock:
-            if self._behind is None:
-                self._behind = _WriteBehind(self)
-            return self._behind
+            ticket = next(self._tickets)
+            self._owed.add(ticket)
+        return SUCCESS, None, (record, ticket)
+
+    def write_deferred(self, record: InstanceRecord, ticket: int, data: bytes, caller: str) -> None:
+        """Write an instance :meth:`check_deferred` accepted (and announce it)."""
+        try:
+            stored = self.store.store_checked(record, data, source_aet=caller, durable=False)
+        except (OSError, StoreError) as exc:
+            log.error(
+                "cannot write an instance from %s to the store (it will be missing from "
+                "the retrieve): %s",
+                caller,
+                exc,
+            )
+            self._write_failed(exc)
+        except Exception:
+            log.exception("writing a received instance failed")
+        else:
+            self._announce(stored)
+        finally:
+            with self._settled:
+                self._owed.discard(ticket)
+                self._settled.notify_all()  # drain(); no system call when none waits
 
     def drain(self, timeout: float = 120.0) -> None:
         """Wait until every instance deferred so far is written (and announced); instances
         deferred meanwhile by other retrieves are not waited for."""
-        with self._lock:
-            behind = self._behind
-        if behind is not None and not behind.barrier(timeout):
-            log.warning("the store's writer did not catch up within %g s", timeout)
+        with self._settled:
+            owed = set(self._owed)
+            if owed and not self._settled.wait_for(lambda: owed.isdisjoint(self._owed), timeout):
+                log.warning("deferred writes did not end within %g s", timeout)
 
     def close(self) -> None:
-        """Write what is deferred and end the writer thread (a C-GET's own sink)."""
-        with self._lock:
-            behind, self._behind = self._behind, None
-        if behind is not None:
-            behind.stop()
+        """Wait for the deferred writes (a C-GET's own sink, when its retrieve ends)."""
+        self.drain()
 
     def begin(
         self,
@@ -267,6 +277,8 @@ class _Incoming:
         self.size = 0
         self.fd: int | None = None
         self.path: Path | None = None
+        #: A checked instance whose write waits for :meth:`complete` (record, ticket, data).
+        self.owed: tuple[InstanceRecord, int, bytes] | None = None
         try:
             self.parts.append(file_meta(sop_class, sop_instance, syntax, caller))
         except (UnicodeEncodeError, ValueError):
@@ -312,18 +324,25 @@ class _Incoming:
         if self.path is None:
             data = b"".join(self.parts)
             self.parts = []
+            if self.defer:
+                status, comment, owed = self.sink.check_deferred(data, self.caller, self.expect)
+                if owed is not None:
+                    self.owed = (owed[0], owed[1], data)
+                return status, comment
             return self.sink.store_instance(
-                data,
-                self.caller,
-                self.expect,
-                durable=self.durable,
-                defer=self.defer,
-                tally=self.tally,
+                data, self.caller, self.expect, durable=self.durable, tally=self.tally
             )
         self._close_file()
         return self.sink.store_instance(
             self.path, self.caller, self.expect, durable=self.durable, tally=self.tally
         )
+
+    def complete(self) -> None:
+        """The response is sent: write what :meth:`finish` deferred, on this thread."""
+        owed, self.owed = self.owed, None
+        if owed is not None:
+            record, ticket, data = owed
+            self.sink.write_deferred(record, ticket, data, self.caller)
 
     def abandon(self) -> None:
         self.parts = []
@@ -344,63 +363,20 @@ class _Incoming:
             os.close(fd)
 
 
-class _WriteBehind:
-    """The sink's writer thread for deferred instances; its queue is short, so a sender that
-    outruns the disk waits (memory stays flat: at most ``MAX_QUEUED`` instances of at most
-    SPILL_SIZE each)."""
-
-    MAX_QUEUED = 16
-
-    def __init__(self, sink: StoreSink) -> None:
-        self.sink = sink
-        self.queue: queue.Queue[tuple[InstanceRecord, bytes, str] | threading.Event | None] = (
-            queue.Queue(self.MAX_QUEUED)
-        )
-        self.thread = threading.Thread(target=self._run, name="store-write-behind", daemon=True)
-        self.thread.start()
-
-    def put(self, item: tuple[InstanceRecord, bytes, str]) -> None:
-        self.queue.put(item)
-
-    def barrier(self, timeout: float) -> bool:
-        """Wait until everything queued before this call is written."""
-        reached = threading.Event()
-        self.queue.put(reached)
-        return reached.wait(timeout)
-
-    def stop(self) -> None:
-        self.queue.put(None)
-        self.thread.join(120)
-
-    def _run(self) -> None:
-        store = self.sink.store
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            record, data, caller = item
-            try:
-                stored = store.store_checked(record, data, source_aet=caller, durable=False)
-            except (OSError, StoreError) as exc:
-                log.error(
-                    "cannot write an instance from %s to the store (it will be missing from "
-                    "the retrieve): %s",
-                    caller,
-                    exc,
-                )
-                self.sink._write_failed(exc)
-            except Exception:
-                log.exception("writing a received instance failed")
-            else:
-                self.sink._announce(stored)
-
-
 def _write_all(fd: int, data: memoryview) -> None:
     while data:
         data = data[os.write(fd, data) :]
+
+
+def _refused(
+    exc: DatasetMismatch | InvalidInput, data: bytes | Path, caller: str
+) -> tuple[int, str]:
+    """The answer to an instance that is not what it claims (0xA900) or does not parse (0xC000),
+    with its one log line."""
+    log.warning("refused an instance from %s: %s", caller, exc)
+    _discard(data)
+    status = DATA_SET_MISMATCH if isinstance(exc, DatasetMismatch) else CANNOT_UNDERSTAND
+    return status, _comment(exc)
 
 
 def _discard(data: bytes | Path) -> None:

@@ -1,10 +1,10 @@
 """The retrieve queue: C-MOVE/C-GET jobs run in the background, a few at a time per node.
 
-:class:`RetrieveQueue` is plain Python (no Qt): the window and the CLI both use it. Jobs run on
+:class:`RetrieveQueue` is plain Python (no Qt; the window opens it through the session). Jobs run on
 worker threads, at most ``per_node_limit`` at once against one node, first come first served
-otherwise. Every change is reported to ``on_change`` as an immutable :class:`RetrieveJob`
-snapshot, from the queue's own notifier thread, in the order the changes happened; progress
-is coalesced to about ten snapshots a second per job.
+otherwise. Every change is reported to the listeners (:meth:`RetrieveQueue.add_listener`) as
+an immutable :class:`RetrieveJob` snapshot, from the queue's own notifier thread, in the order
+the changes happened; progress is coalesced to about ten snapshots a second per job.
 
 Jobs are kept in a small SQLite file (WAL) so the list survives a restart; a retrieve that was
 queued or running when the application quit starts again at the next start (the store

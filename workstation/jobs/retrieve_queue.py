@@ -2,7 +2,7 @@
 
 Locking: one lock guards every job record, the notifier's queue and the job file. Nothing
 that talks to the network (an association, a CancelToken's callbacks) runs while it is held;
-``on_change`` is called by the notifier thread without it, in the order the changes happened.
+the listeners are called by the notifier thread without it, in the order the changes happened.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 from workstation.cancel import CancelToken
 from workstation.dimse import retrieve as dimse
 from workstation.dimse.outcome import RetrieveOutcome, RetrieveProgress
+from workstation.dimse.send import SendProgress
 from workstation.dimse.storage import StorageServer
 from workstation.errors import InvalidInput, WorkstationError
 from workstation.jobs import send_job
@@ -36,6 +37,7 @@ from workstation.jobs.model import (
     request_query,
     scope,
 )
+from workstation.listeners import Listeners
 from workstation.nodes import DEFAULT_AE_TITLE, RemoteNode, RetrieveMethod
 from workstation.query import Level
 from workstation.store import LocalStore
@@ -73,10 +75,10 @@ class RetrieveQueue:
     """Retrieves queued by the user, run on worker threads, kept in ``db_path``.
 
     ``store`` receives C-GETs; ``scp`` (our storage SCP, started on demand) receives C-MOVEs
-    and may be ``None`` when every node uses C-GET. ``on_change(job)`` is called on the
-    queue's notifier thread for every change, in order; it must return quickly (marshal to
-    the GUI thread). ``db_path=None`` keeps the jobs in memory only. With ``resume=False``
-    the jobs interrupted at the last exit stay queued until :meth:`resume`.
+    and may be ``None`` when every node uses C-GET. ``on_change``, when given, is the first
+    listener (see :meth:`add_listener`). ``db_path=None`` keeps the jobs in memory only.
+    With ``resume=False`` the jobs interrupted at the last exit stay queued until
+    :meth:`resume`.
     ``calling_aet`` defaults to the SCP's AE title.
     """
 
@@ -101,7 +103,7 @@ class RetrieveQueue:
         self._idle_timeout = idle_timeout
         self._total_timeout = total_timeout
         self._calling_aet = calling_aet or (scp.ae_title if scp is not None else DEFAULT_AE_TITLE)
-        self._on_change = on_change
+        self._listeners: Listeners[RetrieveJob] = Listeners("a retrieve queue listener failed", log)
         self._lock = threading.Lock()
         self._scp_start = threading.Lock()  # only serialises scp.start(); guards no state
         self._changed = threading.Condition(self._lock)  # a job changed: wait() and friends
@@ -112,12 +114,9 @@ class RetrieveQueue:
         self._accepting = True
         self._closed = False
         self._file = JobFile(db_path)
-        self._notifier: threading.Thread | None = None
+        self._notifier: threading.Thread | None = None  # started by the first listener
         if on_change is not None:
-            self._notifier = threading.Thread(
-                target=self._notify_loop, name="retrieve-queue-notifier", daemon=True
-            )
-            self._notifier.start()
+            self.add_listener(on_change)
         with self._lock:
             interrupted = 0
             for job in self._file.load():
@@ -139,6 +138,23 @@ class RetrieveQueue:
             self._schedule_locked()
 
     # -- public API ----------------------------------------------------------------------
+
+    def add_listener(self, callback: ChangeCallback) -> Callable[[], None]:
+        """Call ``callback(job)`` for every change from now on, on the queue's notifier
+        thread, in order; returns a function that removes it. It must return quickly
+        (marshal to the GUI thread); one that raises is logged and the others still hear."""
+        unsubscribe = self._listeners.add(callback)
+        with self._lock:
+            if self._notifier is None and not self._closed:
+                self._notifier = threading.Thread(
+                    target=self._notify_loop, name="retrieve-queue-notifier", daemon=True
+                )
+                self._notifier.start()
+        return unsubscribe
+
+    def remove_listener(self, callback: ChangeCallback) -> None:
+        """Stop calling ``callback`` (changes already being sent may still reach it)."""
+        self._listeners.remove(callback)
 
     def submit(
         self,
@@ -287,7 +303,7 @@ class RetrieveQueue:
             self._schedule_locked()
 
     def remove(self, job_id: int) -> RetrieveJob:
-        """Forget a finished job (no ``on_change`` call: the caller updates its list)."""
+        """Forget a finished job (no listener is called: the caller updates its list)."""
         with self._lock:
             entry = self._entry_locked(job_id)
             if not entry.job.state.finished:
@@ -296,7 +312,7 @@ class RetrieveQueue:
             return entry.job
 
     def clear_finished(self) -> list[int]:
-        """Forget every finished job; returns their ids (no ``on_change`` call)."""
+        """Forget every finished job; returns their ids (no listener is called)."""
         with self._lock:
             ids = [i for i, e in self._entries.items() if e.job.state.finished]
             self._forget_locked(ids)
@@ -503,7 +519,7 @@ class RetrieveQueue:
         )
 
     def _set_locked(self, entry: _Entry, *, persist: bool = True, **changes: Any) -> None:
-        """Apply ``changes`` to the job's snapshot, save it, and tell ``on_change``."""
+        """Apply ``changes`` to the job's snapshot, save it, and tell the listeners."""
         entry.job = dataclasses.replace(entry.job, **changes)
         entry.dirty = False
         entry.next_emit = time.monotonic() + PROGRESS_INTERVAL
@@ -513,7 +529,7 @@ class RetrieveQueue:
         self._changed.notify_all()
 
     def _emit_locked(self, job: RetrieveJob) -> None:
-        if self._on_change is not None:
+        if self._notifier is not None:
             self._events.append(job)
             self._wake.notify()
 
@@ -600,7 +616,7 @@ class RetrieveQueue:
         self,
         job_id: int,
         run: int,
-        progress: RetrieveProgress | send_job.SendProgress,
+        progress: RetrieveProgress | SendProgress,
         field: str = "progress",
     ) -> None:
         """From the retrieve's (or send's) threads: keep the latest, send at most every
@@ -616,7 +632,7 @@ class RetrieveQueue:
                 entry.next_emit = now + PROGRESS_INTERVAL
                 entry.dirty = False
                 self._emit_locked(entry.job)
-            elif not entry.dirty and self._on_change is not None:
+            elif not entry.dirty and self._notifier is not None:
                 entry.dirty = True
                 self._wake.notify()
 
@@ -659,7 +675,7 @@ class RetrieveQueue:
     def _work_send(self, job: RetrieveJob, run: int, token: CancelToken) -> None:
         """One attempt of a send job, on its own thread (see :mod:`workstation.jobs.send_job`)."""
 
-        def on_progress(progress: send_job.SendProgress) -> None:
+        def on_progress(progress: SendProgress) -> None:
             self._on_progress(job.id, run, progress, field="send_progress")
 
         attempt: send_job.SendAttempt | None = None
@@ -717,8 +733,7 @@ class RetrieveQueue:
     # -- the notifier --------------------------------------------------------------------
 
     def _notify_loop(self) -> None:
-        """Send the snapshots to ``on_change`` in order, and held-back progress when due."""
-        assert self._on_change is not None
+        """Send the snapshots to the listeners in order, and held-back progress when due."""
         while True:
             with self._lock:
                 while True:
@@ -741,7 +756,4 @@ class RetrieveQueue:
                         return
                     self._wake.wait(min(deadlines) - now if deadlines else None)
             for job in batch:
-                try:
-                    self._on_change(job)
-                except Exception:
-                    log.exception("the retrieve queue's on_change callback failed")
+                self._listeners.emit(job)

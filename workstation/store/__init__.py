@@ -2,9 +2,10 @@
 
 from workstation.store.batch import CommitResult
 from workstation.store.header import read_header
+from workstation.store.importer import ImportReport
 from workstation.store.index import StoreIndex
 from workstation.store.layout import instance_path, validate_uid
-from workstation.store.local_store import ImportReport, LocalStore
+from workstation.store.local_store import LocalStore
 from workstation.store.records import (
     InstanceEntry,
     InstanceRecord,

@@ -21,7 +21,6 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -90,6 +89,8 @@ class StoreIndex(IndexQueries):
         self._submitted = 0
         self._committed = 0
         self._done = threading.Condition()
+        #: Set by what must end the lingering batch at once (a flush, a deletion, close).
+        self._urgent = threading.Event()
         self._closed = False
         self._failures = 0
         self._readers: weakref.WeakKeyDictionary[threading.Thread, sqlite3.Connection] = (
@@ -165,6 +166,7 @@ class StoreIndex(IndexQueries):
             self._closed = True
             self._submitted += 1
             self._queue.put((self._submitted, _STOP))
+            self._urgent.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.error(
@@ -204,6 +206,8 @@ class StoreIndex(IndexQueries):
                 raise StoreError("the store index is closed")
             self._submitted += 1
             self._queue.put((self._submitted, item))
+            if _ends_batch(item):
+                self._urgent.set()
             return self._submitted
 
     def _put_delete(self, kind: str, uids: tuple[str, ...]) -> Future[int]:
@@ -216,14 +220,14 @@ class StoreIndex(IndexQueries):
         while not stop:
             seq, item = self._queue.get()
             batch = [item]
-            deadline = time.monotonic() + self._linger
+            if not _ends_batch(item):
+                # Linger with one wait, not a wake-up per record submitted (each costs the
+                # storing thread a futex and a GIL hand-off); then take what came meanwhile.
+                self._urgent.wait(self._linger)
+                self._urgent.clear()
             while not _ends_batch(item) and len(batch) < self._batch_size:
-                remaining = deadline - time.monotonic()
                 try:
-                    if remaining > 0:
-                        seq, item = self._queue.get(timeout=remaining)
-                    else:
-                        seq, item = self._queue.get_nowait()
+                    seq, item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 batch.append(item)

@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING
 
 from workstation import audit
 from workstation.errors import InvalidInput, StoreError
+from workstation.listeners import Listeners
 from workstation.store.background_check import (
     BackgroundCheck,
     LockedRepairs,
@@ -149,7 +150,7 @@ class LocalStore:
         self._dirty = False
         self._pending: dict[str, int] = {}  # relative path -> records published, not committed
         self._pending_sops: dict[str, str] = {}  # SOP Instance UID -> its path, not committed
-        self._listeners: list[Listener] = []
+        self._listeners: Listeners[list[StoredInstance]] = Listeners("a store listener failed", log)
         self._needs_sync = False
         self._conflicts = count_files(self.root / CONFLICTS_DIR)
         #: Series folders checked to lie inside the store (see write_atomic's trusted_dirs).
@@ -482,18 +483,17 @@ class LocalStore:
 
     # -- listeners ---------------------------------------------------------------------------
 
-    def add_listener(self, callback: Listener) -> None:
-        """Call ``callback(stored)`` on the index thread after each commit of new instances.
+    def add_listener(self, callback: Listener) -> Callable[[], None]:
+        """Call ``callback(stored)`` on the index thread after each commit of new instances;
+        returns a function that removes it.
 
         Keep it short (hand the list to a queue or a Qt signal); it must not call
         :meth:`flush`, which cannot complete from that thread.
         """
-        with self._lock:
-            self._listeners.append(callback)
+        return self._listeners.add(callback)
 
     def remove_listener(self, callback: Listener) -> None:
-        with self._lock, contextlib.suppress(ValueError):
-            self._listeners.remove(callback)
+        self._listeners.remove(callback)
 
     def _committed(self, results: list[CommitResult]) -> None:
         """The index committed ``results`` (runs on its writer thread)."""
@@ -516,15 +516,9 @@ class LocalStore:
                 sop = result.record.sop_instance_uid
                 if old and old not in self._pending and old != current.get(sop):
                     self._remove_superseded(old)
-            listeners = list(self._listeners)
             if any(not r.ok for r in results):
                 self._dirty = True
-        stored = [_stored(self.root, r.record) for r in results if r.ok]
-        for listener in listeners:
-            try:
-                listener(stored)
-            except Exception:
-                log.exception("a store listener failed")
+        self._listeners.emit([_stored(self.root, r.record) for r in results if r.ok])
 
     def _remove_superseded(self, rel: str) -> None:
         """Delete the file an instance left behind when its study or series UID changed."""

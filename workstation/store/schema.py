@@ -194,7 +194,7 @@ def connect(db_path: Path, *, writer: bool) -> sqlite3.Connection:
 
 def prepare(conn: sqlite3.Connection, db_path: Path) -> bool:
     """Create, migrate or check the schema; return True when the database was empty."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"the store index {db_path} has schema version {version}, newer than this program "

@@ -1,12 +1,13 @@
 """Start the window: ``workstation`` (or ``workstation --demo``) lands here.
 
 One QApplication on a qasync event loop; a :class:`Session` (store, storage SCP, retrieve
-queue; the demo archive with ``--demo``) opened before the window and closed after it, so
-quitting persists running retrieves and leaves no partial files.
+queue; the demo archive with ``--demo``) opened before the window, in a worker thread while
+the event loop turns (:func:`open_session`), and closed after it, so quitting persists running
+retrieves and leaves no partial files.
 
 A crash in Qt (a general protection fault in libQt6Core) kills the process without a word;
 :func:`enable_crash_log` makes it leave the Python stack of every thread in the user's log
-folder and on stderr. :class:`~workstation.ui.thread_guard.GuiThreadCollector` keeps Python's
+folder and on stderr. :class:`~workstation.ui.common.thread_guard.GuiThreadCollector` keeps Python's
 garbage collection on the GUI thread, so no QObject is ever freed on a worker.
 """
 
@@ -18,19 +19,23 @@ import logging
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import platformdirs
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox, QProgressDialog
 
 from workstation import resources
 from workstation.errors import WorkstationError
 from workstation.logs import tame_warnings
-from workstation.ui.icons import app_icon
+from workstation.session import Session
+from workstation.settings import Settings
+from workstation.ui.common.icons import app_icon
+from workstation.ui.common.tasks import gui_loop
+from workstation.ui.common.thread_guard import GuiThreadCollector
 from workstation.ui.main_window import MainWindow
-from workstation.ui.session import Session
-from workstation.ui.tasks import gui_loop
-from workstation.ui.thread_guard import GuiThreadCollector
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ APP_NAME = "Workstation"
 #: reacquire it; at 1 ms the largest GUI stall while a 2,000-study search streams in drops
 #: from ~180 ms to ~90-125 ms (measured, see the UI notes), at no cost in throughput.
 GIL_SWITCH_INTERVAL = 0.001
+#: After this long opening the store (ms), a small window says what is happening.
+OPENING_NOTICE_MS = 400
 #: The file, in the log folder, where a fatal error leaves the Python stacks.
 CRASH_LOG = "crash.log"
 #: A tiny helper process copying what faulthandler writes to the crash log and to stderr:
@@ -121,6 +128,35 @@ def prepare_application() -> QApplication:
     return app
 
 
+def open_session(
+    loop: asyncio.AbstractEventLoop, *, demo: bool = False, settings: Settings | None = None
+) -> Session:
+    """:meth:`Session.open` in a worker thread while the event loop turns, so that nothing
+    freezes: opening is quick, but a store whose index is migrated to a new schema takes
+    seconds at a million instances. After :data:`OPENING_NOTICE_MS` a small window says what
+    is happening. Raises what :meth:`Session.open` raises."""
+    notice = QProgressDialog()
+    notice.setWindowTitle(APP_NAME)
+    notice.setLabelText(
+        "Opening the local store…\n\nA store written by an older version is brought up to "
+        "date once, which takes a while for a large store."
+    )
+    notice.setRange(0, 0)  # no percentage: a busy bar
+    notice.setCancelButton(None)  # None: no button
+    notice.setMinimumDuration(1 << 30)  # shown by the timer below, not by QProgressDialog
+    timer = QTimer(notice, singleShot=True, interval=OPENING_NOTICE_MS)
+    timer.timeout.connect(notice.show)
+    timer.start()
+    with ThreadPoolExecutor(1, thread_name_prefix="session-open") as pool:
+        opening = loop.run_in_executor(pool, partial(Session.open, demo=demo, settings=settings))
+        try:
+            return loop.run_until_complete(opening)
+        finally:
+            timer.stop()
+            notice.close()
+            notice.deleteLater()
+
+
 def run_app(demo: bool = False) -> int:
     """Open the Query/Retrieve window; return the exit code once it is closed."""
     crash_log = enable_crash_log()
@@ -129,7 +165,7 @@ def run_app(demo: bool = False) -> int:
         log.info("a fatal error would leave the Python stacks in %s", crash_log)
     loop = gui_loop()
     try:
-        session = Session.open(demo=demo)
+        session = open_session(loop, demo=demo)
     except WorkstationError as exc:
         log.error("cannot start: %s", exc)
         QMessageBox.critical(None, APP_NAME, f"The workstation cannot start:\n\n{exc}")

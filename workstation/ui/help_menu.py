@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from workstation import resources
-from workstation.ui.icons import action_icon, app_icon
+from workstation.ui.common.icons import action_icon, app_icon
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The main window: search on top, results and series in the middle, the retrieve queue below.
 
 Wiring only: each pane is its own class (see the imports); every blocking call goes through
-:class:`~workstation.ui.tasks.TaskRunner` or the retrieve queue's threads.
+:class:`~workstation.ui.common.tasks.TaskRunner` or the retrieve queue's threads.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
@@ -28,33 +28,36 @@ from PySide6.QtWidgets import (
 )
 
 from workstation.dimse.echo import echo
+from workstation.jobs.submit import QueuePlan, plan_series, plan_studies
 from workstation.nodes import RemoteNode
 from workstation.results import LocalPresence, StudyRow
+from workstation.search import SearchCriteria
+from workstation.session import Session
 from workstation.settings import Settings
-from workstation.ui.criteria import SearchCriteria
-from workstation.ui.failure_banner import FailureBanner
+from workstation.ui.common.icons import app_icon, decorate_actions
+from workstation.ui.common.log_pane import LogPane, install_log_handler
+from workstation.ui.common.tasks import TaskRunner
+from workstation.ui.common.window_state import WindowState
 from workstation.ui.help_menu import FileLocations, HelpMenu
-from workstation.ui.icons import app_icon, decorate_actions
-from workstation.ui.import_export import ImportExport
-from workstation.ui.local_tracker import LocalTracker
-from workstation.ui.log_pane import LogPane, install_log_handler
-from workstation.ui.nodes_dialog import NodesDialog
-from workstation.ui.query_panel import QueryPanel
-from workstation.ui.queue_view import QueueView
-from workstation.ui.retrieve_plan import RetrievePlan, plan_series, plan_studies
-from workstation.ui.series_panel import SeriesPanel
-from workstation.ui.session import Session
-from workstation.ui.store_browser import StoreBrowser
-from workstation.ui.study_model import StudyTableModel
-from workstation.ui.study_search import StudySearch
-from workstation.ui.study_view import StudyView
-from workstation.ui.tasks import TaskRunner
-from workstation.ui.window_state import WindowState
+from workstation.ui.local_store.import_export import ImportExport
+from workstation.ui.local_store.store_browser import StoreBrowser
+from workstation.ui.local_store.store_check import StoreCheckStatus
+from workstation.ui.nodes.nodes_dialog import NodesDialog
+from workstation.ui.queue.queue_view import QueueView
+from workstation.ui.search.failure_banner import FailureBanner
+from workstation.ui.search.local_tracker import LocalTracker
+from workstation.ui.search.query_panel import QueryPanel
+from workstation.ui.search.series_panel import SeriesPanel
+from workstation.ui.search.study_model import StudyTableModel
+from workstation.ui.search.study_search import StudySearch
+from workstation.ui.search.study_view import StudyView
 
 log = logging.getLogger(__name__)
 
 _OK = "color: #1b7f3b;"
 _BAD = "color: #c0152f; font-weight: 600;"
+#: When the C-FIND helper process starts, after the window (ms).
+FIND_HELPER_DELAY_MS = 3000
 
 
 class MainWindow(QMainWindow):
@@ -95,7 +98,7 @@ class MainWindow(QMainWindow):
         self._connect()
 
         self.query_panel.set_nodes(sorted(session.nodes))
-        session.add_job_listener(self.queue_view.on_change)
+        session.queue.add_listener(self.queue_view.on_change)
         self.queue_view.load(session.queue.jobs())
         session.resume_jobs()
         self.resize(1360, 860)
@@ -106,6 +109,12 @@ class MainWindow(QMainWindow):
             self.runner.run(
                 lambda _c: session.start_demo(), title="Demo archive", success=self._demo_ready
             )
+        # The C-FIND helper's imports take ~0.5 s of a CPU: started once the window is up (a
+        # search before then starts it itself).
+        finder = self.search.finder
+        helper = QTimer(self, singleShot=True, interval=FIND_HELPER_DELAY_MS)
+        helper.timeout.connect(lambda: self.runner.run(lambda _c: finder.start(), title="Search"))
+        helper.start()
 
     # -- construction --------------------------------------------------------------------------
 
@@ -228,6 +237,11 @@ class MainWindow(QMainWindow):
         )
         self.statusBar().addWidget(self.status_label, 1)
         self.statusBar().addPermanentWidget(self.scp_label)
+        # A full check of the store after a power cut runs meanwhile: its progress, then what
+        # it repaired (the browser then shows the repaired index).
+        self.check_label = StoreCheckStatus(self.session.store)
+        self.check_label.finished.connect(self.store_browser.refresh)
+        self.statusBar().addPermanentWidget(self.check_label)
         if self.session.settings.serve_enabled:  # Nodes → Local AE → Serve the local store
             self.serve_label = QLabel(self.session.serve_status)
             self.serve_label.setStyleSheet(_OK if self.session.serve is not None else _BAD)
@@ -356,7 +370,7 @@ class MainWindow(QMainWindow):
             return
         self._submit(plan_series(study, series, self.session.nodes, self.queue_view.model.rows))
 
-    def _submit(self, plan: RetrievePlan) -> None:
+    def _submit(self, plan: QueuePlan) -> None:
         queue = self.session.queue
         for reason in plan.skipped:
             log.info("not queued: %s", reason.split(": ")[-1])
@@ -439,7 +453,7 @@ class MainWindow(QMainWindow):
 
     def show_audit_trail(self) -> None:
         """View → Audit trail…: the store's retrieves, sends, exports, imports, deletions."""
-        from workstation.ui.audit_view import AuditDialog
+        from workstation.ui.audit.audit_view import AuditDialog
 
         dialog = getattr(self, "audit_dialog", None)
         if dialog is None:
@@ -572,12 +586,13 @@ class MainWindow(QMainWindow):
         if not self._closed:
             self._closed = True
             self._state.save(self, self._splitters(), self._headers())
-            self.session.remove_job_listener(self.queue_view.on_change)
+            self.session.queue.remove_listener(self.queue_view.on_change)
             self.search.close()
             self.tracker.close()
             self.queue_view.close_view()
             self.runner.shutdown()
             logging.getLogger().removeHandler(self._log_handler)
+            self.check_label.stop()
             # The browser reads the store on timers of its own; the store closes after us.
             browser = self.store_browser
             browser.setParent(None)

@@ -79,6 +79,12 @@ class Incoming(Protocol):
         """The association ended before the last fragment: forget everything written."""
         ...
 
+    def complete(self) -> None:
+        """Called after :meth:`finish`, once its response is sent (or failed to go): the work
+        that may follow the answer (writing a retrieve's instance) runs here, on the
+        association's thread, while the peer prepares its next message."""
+        ...
+
 
 class Receiver(Protocol):
     def begin(
@@ -436,7 +442,10 @@ class _Association:
             assert incoming is not None  # set with every pending C-STORE
             status, comment = incoming.finish()
             self.received += status == SUCCESS
-            self._respond_store(context_id, command, status, comment)
+            try:
+                self._respond_store(context_id, command, status, comment)
+            finally:
+                incoming.complete()
 
     def _command(self, context_id: int, command: dict[int, object]) -> None:
         field = command.get(cmd.COMMAND_FIELD)
@@ -507,6 +516,9 @@ class _Refused:
         return self.answer
 
     def abandon(self) -> None:
+        pass
+
+    def complete(self) -> None:
         pass
 
 

@@ -170,7 +170,7 @@ class LeanAssociation:
                 cid,
                 abstract,
                 (syntax,),
-                as_scp=abstract in scp_roles and negotiated.roles.get(abstract, (0, 0))[1] is True,
+                as_scp=abstract in scp_roles and negotiated.roles.get(abstract, (False, False))[1],
             )
             for cid, (abstract, syntax) in sorted(negotiated.contexts.items())
         ]
@@ -379,16 +379,20 @@ class LeanAssociation:
         status = 0x0122
         if incoming is not None:
             status, comment = incoming.finish()
-        self._send_message(
-            cid,
-            cmd.c_store_rsp(
-                _int(command.get(cmd.MESSAGE_ID)),
-                str(command.get(cmd.AFFECTED_SOP_CLASS_UID, "")),
-                str(command.get(cmd.AFFECTED_SOP_INSTANCE_UID, "")),
-                status,
-                comment,
-            ),
-        )
+        try:
+            self._send_message(
+                cid,
+                cmd.c_store_rsp(
+                    _int(command.get(cmd.MESSAGE_ID)),
+                    str(command.get(cmd.AFFECTED_SOP_CLASS_UID, "")),
+                    str(command.get(cmd.AFFECTED_SOP_INSTANCE_UID, "")),
+                    status,
+                    comment,
+                ),
+            )
+        finally:
+            if incoming is not None:
+                incoming.complete()  # the write, while the PACS prepares its next C-STORE
 
     def _responses(self, message_id: int) -> Iterator[tuple[int, dict[int, object], bytes | None]]:
         """The responses to ``message_id`` up to the final one; ends early if the association

@@ -68,7 +68,9 @@ class ImageCanvas(QWidget):
         self._message = message
         self.update()
 
-    def set_corners(self, top_left: str, top_right: str, bottom_left: str, bottom_right: str):
+    def set_corners(
+        self, top_left: str, top_right: str, bottom_left: str, bottom_right: str
+    ) -> None:
         self._corners = (top_left, top_right, bottom_left, bottom_right)
         self.update()
 

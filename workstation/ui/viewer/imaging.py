@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pydicom import dcmread
@@ -170,7 +171,7 @@ def render(frame: Frame, center: float, width: float) -> np.ndarray:
     offset = np.float32((center - 0.5) - (width - 1.0) / 2)
     out = (frame.pixels - offset) * scale
     np.clip(out, 0.0, 255.0, out=out)
-    gray = np.rint(out).astype(np.uint8)
+    gray: np.ndarray = np.rint(out).astype(np.uint8)
     if frame.invert:
         np.subtract(255, gray, out=gray)
     return gray
@@ -243,8 +244,8 @@ def _info(ds: Dataset) -> dict[str, str]:
     return out
 
 
-def _int(value: object, default: int) -> int:
+def _int(value: Any, default: int) -> int:
     try:
-        return int(value)  # type: ignore[call-overload]
+        return int(value)
     except (TypeError, ValueError):
         return default

@@ -24,9 +24,9 @@ from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWi
 
 from workstation.store import LocalStore, SeriesEntry
 from workstation.store.layout import resolve_in_root
-from workstation.ui.preview import PreviewUnavailable, decode_preview
-from workstation.ui.tasks import describe_error, gui_loop, post
-from workstation.ui.thread_guard import check_gui_thread
+from workstation.ui.common.tasks import describe_error, gui_loop, post
+from workstation.ui.common.thread_guard import check_gui_thread
+from workstation.ui.viewer.preview import PreviewUnavailable, decode_preview
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,8 @@ class SeriesStrip(QListWidget):
 
     def current_series(self) -> str | None:
         item = self.currentItem()
-        return item.data(SERIES_ROLE) if item is not None else None
+        uid = item.data(SERIES_ROLE) if item is not None else None
+        return uid if isinstance(uid, str) else None
 
     def thumbnail(self, series_uid: str) -> QImage | str | None:
         """The thumbnail shown for a series: a QImage, a placeholder text, or None if absent."""

@@ -29,8 +29,8 @@ from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolBar, QVBoxLayout, QWidget
 
 from workstation.store import LocalStore, SeriesEntry, StudyEntry
-from workstation.ui.tasks import describe_error, gui_loop, post
-from workstation.ui.thread_guard import check_gui_thread
+from workstation.ui.common.tasks import describe_error, gui_loop, post
+from workstation.ui.common.thread_guard import check_gui_thread
 from workstation.ui.viewer.canvas import ImageCanvas
 from workstation.ui.viewer.imaging import CT_PRESETS, Frame, render
 from workstation.ui.viewer.loader import (

@@ -1,0 +1,1 @@
+"""View → Audit trail…: the dialog over the store's audit trail."""

@@ -1,0 +1,1 @@
+"""The Nodes dialog: the PACS the window talks to, and their TLS settings."""

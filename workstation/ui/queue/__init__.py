@@ -1,0 +1,1 @@
+"""The Queue tab: the retrieve and send jobs, their progress and their actions."""
