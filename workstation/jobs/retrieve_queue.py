@@ -38,7 +38,13 @@ from workstation.jobs.model import (
     scope,
 )
 from workstation.listeners import Listeners
-from workstation.nodes import DEFAULT_AE_TITLE, RemoteNode, RetrieveMethod
+from workstation.nodes import (
+    DEFAULT_AE_TITLE,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_RETRIEVES_PER_NODE,
+    RemoteNode,
+    RetrieveMethod,
+)
 from workstation.query import Level
 from workstation.store import LocalStore
 
@@ -88,8 +94,8 @@ class RetrieveQueue:
         scp: StorageServer | None,
         *,
         db_path: str | Path | None,
-        per_node_limit: int = 2,
-        idle_timeout: float = 30.0,
+        per_node_limit: int = DEFAULT_RETRIEVES_PER_NODE,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         on_change: ChangeCallback | None = None,
         resume: bool = True,
         calling_aet: str | None = None,

@@ -42,6 +42,8 @@ from workstation.dimse.echo import EchoResult, echo
 from workstation.errors import InvalidInput
 from workstation.nodes import (
     CHARSETS,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DIMSE_TIMEOUT,
     LocalAE,
     RemoteNode,
     RetrieveMethod,
@@ -72,8 +74,8 @@ class NodeDraft:
     host: str = "127.0.0.1"
     port: str = "104"
     retrieve_method: RetrieveMethod = RetrieveMethod.MOVE
-    connect_timeout: float = 10.0
-    dimse_timeout: float = 30.0
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    dimse_timeout: float = DEFAULT_DIMSE_TIMEOUT
     retrieve_associations: int = 1
     charset: str = CHARSETS[0]
     uid_lists: bool = True
