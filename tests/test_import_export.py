@@ -31,7 +31,7 @@ from workstation.demo import Archive
 from workstation.export import ExportCancelled, ExportProgress
 from workstation.store import LocalStore
 
-pytest_plugins = ["test_ui_support"]  # open_nodes_window for the window test
+pytest_plugins = ["tests.ui_support"]  # open_nodes_window for the window test
 
 REPO = Path(__file__).resolve().parent.parent
 _FILE_ID = re.compile(r"[A-Z0-9_]{1,8}")

@@ -25,7 +25,7 @@ from workstation.ui.main_window import MainWindow
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "packaging"))
-pytest_plugins = ["test_ui_support"]  # its fixtures: demo, session, window...
+pytest_plugins = ["tests.ui_support"]  # its fixtures: demo, session, window...
 
 import install_desktop  # noqa: E402
 import render_icons  # noqa: E402

@@ -25,7 +25,7 @@ from workstation.nodes import RemoteNode
 from workstation.query import Level
 from workstation.store import LocalStore
 
-pytest_plugins = ["test_ui_support"]  # open_nodes_window for the window test
+pytest_plugins = ["tests.ui_support"]  # open_nodes_window for the window test
 
 TIMEOUT = 30.0
 REFUSED = (

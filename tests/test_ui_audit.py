@@ -8,15 +8,15 @@ from pathlib import Path
 
 from PySide6.QtCore import QDate
 from pytestqt.qtbot import QtBot
-from test_ui_support import WAIT_MS
 
+from tests.ui_support import WAIT_MS
 from workstation.audit import check_xml
 from workstation.demo import Archive
 from workstation.nodes import RemoteNode
 from workstation.ui.audit.audit_view import AuditDialog
 from workstation.ui.main_window import MainWindow
 
-pytest_plugins = ["test_ui_support"]
+pytest_plugins = ["tests.ui_support"]
 
 
 def test_the_audit_trail_window_lists_filters_and_exports(

@@ -14,8 +14,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from pytestqt.qtbot import QtBot
-from test_ui_support import WAIT_MS, search
 
+from tests.ui_support import WAIT_MS, search
 from workstation.demo.archive import DemoArchive
 from workstation.jobs import JobState, RetrieveJob
 from workstation.nodes import RemoteNode
@@ -25,7 +25,7 @@ from workstation.ui.main_window import MainWindow
 from workstation.ui.queue.queue_model import PROGRESS_ROLE, QueueColumn
 
 pytestmark = pytest.mark.gui
-pytest_plugins = ["test_ui_support"]
+pytest_plugins = ["tests.ui_support"]
 
 #: "40 img/s · 2.1 MB/s": what the Speed column says while a job runs and once it ended.
 SPEED = re.compile(r"^\d+ img/s · \d+(?:\.\d)? (?:kB|MB|GB)/s$")

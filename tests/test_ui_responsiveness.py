@@ -21,8 +21,8 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.filereader import read_dataset
 from PySide6.QtCore import QModelRoleData, QModelRoleDataSpan, Qt
 from pytestqt.qtbot import QtBot
-from test_ui_support import WAIT_MS, search
 
+from tests.ui_support import WAIT_MS, search
 from workstation.cancel import CancelToken
 from workstation.demo.archive import DemoArchive
 from workstation.dimse.find_helper import FindOutcome, FindProcess
@@ -38,7 +38,7 @@ from workstation.ui.search.local_tracker import LocalTracker
 from workstation.ui.search.study_model import StudyTableModel
 from workstation.ui.search.worker_gate import WorkerGate
 
-pytest_plugins = ["test_ui_support"]
+pytest_plugins = ["tests.ui_support"]
 
 NAMES = ["DOE^JOHN", "Müller^Anna", "Иванов^Иван", "Yamada^Tarou=山田^太郎=やまだ^たろう",
          "A^B\\C^D", "  SPACED^NAME  ", "=山田^太郎", "", "Wang^XiaoDong=王^小东="]  # fmt: skip

@@ -10,8 +10,8 @@ import pytest
 from pydicom import dcmread
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
-from test_ui_support import WAIT_MS, search
 
+from tests.ui_support import WAIT_MS, search
 from workstation.demo.archive import DemoArchive
 from workstation.dimse.pynetdicom_ae import make_ae
 from workstation.jobs import JobState, RetrieveJob
@@ -23,7 +23,7 @@ from workstation.ui.queue.queue_model import PROGRESS_ROLE, QueueColumn
 from workstation.ui.search.study_model import StudyColumn
 
 pytestmark = pytest.mark.gui
-pytest_plugins = ["test_ui_support"]  # its fixtures: demo, session, window...
+pytest_plugins = ["tests.ui_support"]  # its fixtures: demo, session, window...
 
 
 def only_job(window: MainWindow) -> RetrieveJob:

@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from tests.test_ui_support import WAIT_MS, search
+from tests.ui_support import WAIT_MS, search
 from workstation.demo import Archive
 from workstation.nodes import RemoteNode
 from workstation.results import StudyRow
@@ -20,7 +20,7 @@ from workstation.search import DatePreset, SearchCriteria, birth_date_pattern
 from workstation.ui.main_window import MainWindow
 from workstation.ui.search.query_panel import QueryPanel
 
-pytest_plugins = ["test_ui_support"]
+pytest_plugins = ["tests.ui_support"]
 
 pytestmark = pytest.mark.gui
 

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 from pytestqt.qtbot import QtBot
-from test_ui_support import WAIT_MS, search
 
 from tests.servers import LOOPBACK, OrthancServer, free_port
+from tests.ui_support import WAIT_MS, search
 from workstation.demo import Archive
 from workstation.nodes import RemoteNode, RetrieveMethod
 from workstation.ui.main_window import MainWindow
 from workstation.ui.search.study_search import NodeOutcome, _per_node
 
 pytestmark = pytest.mark.gui
-pytest_plugins = ["test_ui_support"]  # its fixtures: ui_dirs, open_nodes_window...
+pytest_plugins = ["tests.ui_support"]  # its fixtures: ui_dirs, open_nodes_window...
 
 OpenWindow = Callable[[dict[str, RemoteNode]], MainWindow]
 

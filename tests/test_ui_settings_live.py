@@ -12,9 +12,9 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
-from servers import free_port, port_open
-from test_ui_support import WAIT_MS, make_settings, search
 
+from tests.servers import free_port, port_open
+from tests.ui_support import WAIT_MS, make_settings, search
 from workstation import settings as settings_module
 from workstation.demo.archive import DemoArchive
 from workstation.dimse.echo import echo
@@ -26,7 +26,7 @@ from workstation.ui.main_window import MainWindow
 from workstation.ui.nodes.nodes_dialog import NodesDialog
 
 pytestmark = pytest.mark.gui
-pytest_plugins = ["test_ui_support"]
+pytest_plugins = ["tests.ui_support"]
 
 
 def in_nodes_dialog(window: MainWindow, act: Callable[[NodesDialog], None]) -> None:

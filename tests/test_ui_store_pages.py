@@ -18,7 +18,7 @@ from pydicom.uid import generate_uid
 from PySide6.QtTest import QTest
 
 from tests.test_ui_browser import UID_ROOT, image_dataset, part10, rows_of, settle
-from tests.test_ui_support import make_settings
+from tests.ui_support import make_settings
 from workstation.session import Session
 from workstation.store import LocalStore, StoredInstance
 from workstation.ui.common import thread_guard
@@ -29,7 +29,7 @@ from workstation.ui.local_store.store_reader import StoreReader
 from workstation.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.gui
-pytest_plugins = ["test_ui_support"]
+pytest_plugins = ["tests.ui_support"]
 
 #: (PatientName, PatientID, StudyDescription) in the scripts a clinic meets.
 PEOPLE = [

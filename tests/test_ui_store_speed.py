@@ -22,7 +22,7 @@ from PySide6.QtWidgets import QApplication, QProgressDialog
 
 from tests.test_ui_browser import rows_of, settle
 from tests.test_ui_store_pages import PEOPLE, store_person
-from tests.test_ui_support import make_settings
+from tests.ui_support import make_settings
 from workstation.session import Session
 from workstation.store import LocalStore
 from workstation.ui import app
@@ -32,7 +32,7 @@ from workstation.ui.local_store.store_browser import StoreBrowser
 from workstation.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.gui
-pytest_plugins = ["test_ui_support"]
+pytest_plugins = ["tests.ui_support"]
 
 
 @pytest.fixture

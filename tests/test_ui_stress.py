@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
-from test_ui_support import WAIT_MS
 
 from tests.servers import LOOPBACK, OrthancServer
+from tests.ui_support import WAIT_MS
 from workstation.demo import Archive
 from workstation.jobs import JobState
 from workstation.nodes import RemoteNode
@@ -40,7 +40,7 @@ from workstation.ui.main_window import MainWindow
 from workstation.ui.search.study_model import StudyTableModel
 
 pytestmark = pytest.mark.gui
-pytest_plugins = ["test_ui_support"]  # its fixtures: ui_dirs, open_nodes_window...
+pytest_plugins = ["tests.ui_support"]  # its fixtures: ui_dirs, open_nodes_window...
 
 ROUNDS = 30
 #: Typed in turn: accented and plain spellings of the same name, other names, a full name.

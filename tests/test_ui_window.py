@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
-from test_ui_support import WAIT_MS, demo_node, make_settings, search
 
 import workstation as ws
+from tests.ui_support import WAIT_MS, demo_node, make_settings, search
 from workstation.demo import Archive
 from workstation.demo.archive import DemoArchive, demo_archive
 from workstation.nodes import RemoteNode
@@ -26,7 +26,7 @@ from workstation.ui.main_window import MainWindow
 from workstation.ui.search.study_model import StudyColumn
 
 pytestmark = pytest.mark.gui
-pytest_plugins = ["test_ui_support"]  # its fixtures: demo, session, window...
+pytest_plugins = ["tests.ui_support"]  # its fixtures: demo, session, window...
 
 
 def expected_uids(archive: DemoArchive, pattern: str) -> set[str]:

@@ -29,8 +29,8 @@ from pydicom.uid import (
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QImage, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
-from test_ui_support import WAIT_MS, search
 
+from tests.ui_support import WAIT_MS, search
 from workstation import settings
 from workstation.demo import generate_archive
 from workstation.demo.archive import demo_archive
@@ -47,7 +47,7 @@ from workstation.ui.viewer.imaging import CODECS_HINT
 from workstation.ui.viewer.thumbnails import THUMBNAILS
 
 pytestmark = pytest.mark.gui
-pytest_plugins = ["test_ui_support"]  # its fixtures: demo, session, window...
+pytest_plugins = ["tests.ui_support"]  # its fixtures: demo, session, window...
 ROOT = "1.2.826.0.1.3680043.10.1234.88."
 SIZE = 96
 SLICES = 5

@@ -1,7 +1,8 @@
 """Fixtures shared by the window tests: a demo PACS, a session on temporary folders, a window.
 
-Imported by the other ``test_ui_*`` modules (``from test_ui_support import ...``) rather than in
-conftest.py, which belongs to the whole suite.
+Loaded by the window tests (``pytest_plugins = ["tests.ui_support"]``, ``from tests.ui_support
+import ...``) rather than by conftest.py, which belongs to the whole suite. Not named ``test_*``:
+it is a plugin, not a test module.
 """
 
 from __future__ import annotations
