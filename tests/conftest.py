@@ -40,6 +40,9 @@ from tests.servers import (
 )
 from workstation.demo import Archive, generate_archive
 
+# The window tests' plugin asserts too; test modules import it before pytest_plugins loads it.
+pytest.register_assert_rewrite("tests.ui_support")
+
 sys.modules.setdefault("servers", tests.servers)
 
 #: AE titles of the move destinations every session PACS knows.

@@ -1,5 +1,6 @@
-"""Small helpers every test module shares: a free loopback port, whether a port answers, and a
-bounded poll. Test servers (Orthanc, DCMTK) are started by :mod:`tests.servers`."""
+"""Small helpers every test module shares: a free loopback port, whether a port answers, a
+bounded poll, and :class:`StoreFilter`, the rule the Local store's filter box follows, which the
+tests hold the SQL filter to. Test servers (Orthanc, DCMTK) are started by :mod:`tests.servers`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import time
 from collections.abc import Callable
 
 import pytest
+
+from workstation.store.records import PatientEntry, StudyEntry
+from workstation.text import fold, format_date
 
 #: Every test server listens here, and only here.
 LOOPBACK = "127.0.0.1"
@@ -36,3 +40,45 @@ def wait_until(predicate: Callable[[], object], what: str, timeout: float = 30.0
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.01)
+
+
+class StoreFilter:
+    """The Local store's filter box, stated in Python: every word of the text must appear,
+    ignoring case and accents (``muller`` finds ``Müller^Jürgen``), in the patient's name, ID
+    or birth date, or in one of the study's accession number, description, referring
+    physician, date or modalities. The window filters in SQL
+    (:mod:`workstation.store.queries`); an empty filter matches everything."""
+
+    def __init__(self, text: str = "") -> None:
+        self.text = text
+        self.words = fold(text).split()
+
+    def __bool__(self) -> bool:
+        return bool(self.words)
+
+    def matches(self, haystack: str) -> bool:
+        """Whether every word occurs in ``haystack`` (already folded)."""
+        return all(word in haystack for word in self.words)
+
+    def matches_patient(self, patient: PatientEntry) -> bool:
+        return self.matches(
+            fold(f"{patient.patient_name} {patient.patient_id} {patient.birth_date}")
+        )
+
+    def matches_study(self, study: StudyEntry) -> bool:
+        return self.matches(study_haystack(study))
+
+
+def study_haystack(study: StudyEntry) -> str:
+    """What the filter searches in a study: patient, accession, descriptions, date, modalities."""
+    values = (
+        study.patient_name,
+        study.patient_id,
+        study.accession_number,
+        study.study_description,
+        study.referring_physician_name,
+        study.study_date,
+        format_date(study.study_date),
+        *study.modalities,
+    )
+    return fold(" ".join(values))

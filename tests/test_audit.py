@@ -23,7 +23,8 @@ import pytest
 import workstation as ws
 from tests.servers import LOOPBACK, dcmtk, dcmtk_env, free_port
 from workstation import audit
-from workstation.audit import AuditEvent, AuditFilter, check_xml, to_xml, trail_for
+from workstation.audit import AuditEvent, AuditFilter, trail_for
+from workstation.audit_xml import check_xml, to_xml
 from workstation.demo import Archive
 
 

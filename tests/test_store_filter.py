@@ -2,8 +2,9 @@
 
 Every test runs a real :class:`StoreIndex` (SQLite on disk, its writer thread) fed with
 :class:`InstanceRecord` values as the store's writer would; the reference for the filter is the
-rule the window's Python filter applied before it moved into SQL (fold with
-:func:`workstation.text.fold`, every word a substring of the patient's or the study's text).
+rule the window's Python filter applied before it moved into SQL,
+:class:`tests.support.StoreFilter` (fold with :func:`workstation.text.fold`, every word a
+substring of the patient's or the study's text).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 import pytest
 from pydicom.uid import CTImageStorage
 
+from tests.support import StoreFilter
 from workstation.store import batch
 from workstation.store.index import StoreIndex
-from workstation.store.records import InstanceRecord, PatientEntry, StudyEntry
+from workstation.store.records import InstanceRecord, PatientEntry
 from workstation.store.schema import SCHEMA_V1, SCHEMA_VERSION, patient_search, study_search
 from workstation.text import fold, format_date
 
@@ -95,35 +97,17 @@ def people(index: StoreIndex) -> StoreIndex:
 def old_python_filter(
     index: StoreIndex, text: str
 ) -> tuple[list[int], dict[int, list[str]], dict[int, int]]:
-    """Patients, their studies and study counts as the old StoreFilter chose them."""
-    words = fold(text).split()
-
-    def matches(haystack: str) -> bool:
-        return all(word in haystack for word in words)
-
+    """Patients, their studies and study counts as :class:`StoreFilter` chooses them."""
+    store_filter = StoreFilter(text)
     patients, studies, counts = [], {}, {}
     for patient in index.patients():
-        own = matches(fold(f"{patient.patient_name} {patient.patient_id} {patient.birth_date}"))
-        theirs = [s for s in index.studies(patient.key) if own or matches(haystack(s))]
+        own = store_filter.matches_patient(patient)
+        theirs = [s for s in index.studies(patient.key) if own or store_filter.matches_study(s)]
         if theirs:
             patients.append(patient.key)
             studies[patient.key] = sorted(s.study_uid for s in theirs)
             counts[patient.key] = len(theirs)
     return sorted(patients), studies, counts
-
-
-def haystack(study: StudyEntry) -> str:
-    values = (
-        study.patient_name,
-        study.patient_id,
-        study.accession_number,
-        study.study_description,
-        study.referring_physician_name,
-        study.study_date,
-        format_date(study.study_date),
-        *study.modalities,
-    )
-    return fold(" ".join(values))
 
 
 FILTERS = [

@@ -10,7 +10,7 @@ from PySide6.QtCore import QDate
 from pytestqt.qtbot import QtBot
 
 from tests.ui_support import WAIT_MS
-from workstation.audit import check_xml
+from workstation.audit_xml import check_xml
 from workstation.demo import Archive
 from workstation.nodes import RemoteNode
 from workstation.ui.audit.audit_view import AuditDialog

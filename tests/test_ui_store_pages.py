@@ -17,13 +17,13 @@ import pytest
 from pydicom.uid import generate_uid
 from PySide6.QtTest import QTest
 
+from tests.support import StoreFilter
 from tests.test_ui_browser import UID_ROOT, image_dataset, part10, rows_of, settle
 from tests.ui_support import make_settings
 from workstation.session import Session
 from workstation.store import LocalStore, StoredInstance
 from workstation.ui.common import thread_guard
 from workstation.ui.local_store.store_browser import FILTER_DELAY_MS, StoreBrowser
-from workstation.ui.local_store.store_model import StoreFilter
 from workstation.ui.local_store.store_pages import PAGE_SIZE
 from workstation.ui.local_store.store_reader import StoreReader
 from workstation.ui.main_window import MainWindow

@@ -1,48 +1,64 @@
-"""C-FIND queries: information models, levels, request identifiers and the ``-q`` selector syntax.
+"""C-FIND queries: information models, levels, request identifiers and query files.
 
 A :class:`Query` describes one C-FIND request identifier (PS3.4 C.4.1.1.3; K.4.1.1.3 for the
 worklist). Its keys live in a private :class:`pydicom.Dataset` that is never handed out: text
 values are plain ``str`` (a backslash-separated value of a multi-valued VR becomes a list of
 ``str``), binary numeric VRs hold ``int``/``float``. An empty value is a return key (universal
 matching, PS3.4 C.2.2.2.3); an empty sequence asks for the whole sequence (C.2.2.2.6).
+Keys are set through the ``-q`` selector syntax of :mod:`workstation.selector`; the matching
+of values against keys (:func:`matches_value`) lives in :mod:`workstation.attribute_match` and
+is importable from here.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import logging
-import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-from pydicom import Dataset, config, dcmread
+from pydicom import Dataset, dcmread
 from pydicom.charset import python_encoding
-from pydicom.datadict import dictionary_VR, keyword_dict, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
-from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
+from workstation.attribute_match import matches_pattern, matches_value
 from workstation.errors import InvalidInput
 from workstation.nodes import charset_label
-from workstation.text import normalise
+from workstation.selector import (
+    BINARY_VRS,
+    CHARSET_VRS,
+    DATE_VRS,
+    FLOAT_VRS,
+    INT_VRS,
+    apply_path,
+    check_controls,
+    date_value,
+    parse_selector,
+    resolve_key,
+    tag_str,
+)
+
+__all__ = [
+    "UTF8",
+    "InformationModel",
+    "Level",
+    "Query",
+    "date_range",
+    "default_keys",
+    "matches_pattern",
+    "matches_value",
+    "parse_selector",
+]
 
 UTF8 = "ISO_IR 192"
 
-_CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})  # PS3.5 6.1.2.3
-_SINGLE_VALUED = frozenset({"LT", "ST", "UT", "UR"})  # a backslash is an ordinary character
-_INT_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
-_FLOAT_VRS = frozenset({"FL", "FD"})
-_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
-_TAG = re.compile(r"\(([0-9a-f]{4}),([0-9a-f]{4})\)|([0-9a-f]{4}),?([0-9a-f]{4})", re.I)
-_TAGLIKE = re.compile(r"^[(0-9]|[,)]")  # keywords never start with a digit nor hold "," or ")"
 _NOT_KEYS = ("QueryRetrieveLevel", "SpecificCharacterSet")
 
 _QR = "1.2.840.10008.5.1.4.1.2."
@@ -162,7 +178,7 @@ def default_keys(model: InformationModel | str, level: Level | str | None) -> Da
         if model is InformationModel.PATIENT_ROOT:
             names.append("PatientID")
     for name in names:
-        _apply(ds, *parse_selector(name), name)
+        apply_path(ds, *parse_selector(name), name)
     return ds
 
 
@@ -245,14 +261,14 @@ class Query:
             if value is not None and not isinstance(value, str):
                 raise InvalidInput(f"value for {keyword} must be a string, not {type(value)}")
             selector = keyword if value is None else f"{keyword}={value}"
-            _apply(ds, [_resolve(keyword, selector)], value, selector)
+            apply_path(ds, [resolve_key(keyword, selector)], value, selector)
         return Query(self.model, self.level, ds)
 
     def with_selectors(self, *selectors: str) -> Query:
         """A copy with ``KEY=VALUE`` / ``KEY`` selectors (:func:`parse_selector`) in order."""
         ds = copy.deepcopy(self._dataset)
         for selector in selectors:
-            _apply(ds, *parse_selector(selector), selector)
+            apply_path(ds, *parse_selector(selector), selector)
         return Query(self.model, self.level, ds)
 
     def identifier(self, charset: str | None = None) -> Dataset:
@@ -321,213 +337,6 @@ class Query:
         return f"{head}: {keys}" if keys else f"{head} (no matching keys)"
 
 
-Path_ = list[tuple[int, str, str]]  # (tag, VR, the part as written)
-
-
-def parse_selector(selector: str) -> tuple[Path_, str | None]:
-    """Split ``KEY=VALUE``, ``KEY=`` or ``KEY`` into a resolved path and value (None if no ``=``).
-
-    KEY is a keyword, a tag as ``(GGGG,EEEE)``, ``GGGG,EEEE`` or ``GGGGEEEE``, or a dotted path
-    through sequences (``ScheduledProcedureStepSequence.Modality``).
-    """
-    key, sep, value = selector.partition("=")
-    parts = [part.strip() for part in key.split(".")]
-    return [_resolve(part, selector) for part in parts], (value if sep else None)
-
-
-def _resolve(part: str, selector: str) -> tuple[int, str, str]:
-    if not part:
-        raise InvalidInput(f"empty key in selector {selector!r}")
-    tag = tag_for_keyword(part)
-    if tag is None:
-        if match := _TAG.fullmatch(part):
-            tag = int("".join(g for g in match.groups() if g), 16)
-        elif _TAGLIKE.search(part):
-            raise InvalidInput(
-                f"bad tag {part!r} in selector {selector!r}: "
-                "write (GGGG,EEEE), GGGG,EEEE or GGGGEEEE in hexadecimal"
-            )
-        else:
-            raise InvalidInput(
-                f"unknown DICOM keyword {part!r} in selector {selector!r}{_hint(part)}"
-            )
-    try:
-        vr = dictionary_VR(tag)
-    except KeyError:
-        raise InvalidInput(
-            f"tag {_tag_str(tag)} in selector {selector!r} is not in the DICOM dictionary"
-        ) from None
-    return tag, vr.split(" or ")[0], part
-
-
-def _hint(word: str) -> str:
-    lowered = {k.lower(): k for k in keyword_dict}
-    close = [lowered[word.lower()]] if word.lower() in lowered else []
-    close = close or difflib.get_close_matches(word, keyword_dict, n=1, cutoff=0.8)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _apply(ds: Dataset, path: Path_, value: str | None, selector: str) -> None:
-    """Set ``path`` to ``value`` in ``ds``, creating or using one item per sequence."""
-    for tag, vr, part in path[:-1]:
-        if vr != "SQ":
-            raise InvalidInput(f"{part!r} in selector {selector!r} is not a sequence (VR {vr})")
-        if tag not in ds or ds[tag].VR != "SQ" or not ds[tag].value:
-            ds[tag] = DataElement(tag, "SQ", DicomSequence([Dataset()]))
-        ds = ds[tag].value[0]
-    tag, vr, part = path[-1]
-    if vr == "SQ":
-        if value:
-            raise InvalidInput(
-                f"{part!r} in selector {selector!r} is a sequence and takes no value: "
-                f"select inside it, e.g. {part}.Keyword=VALUE"
-            )
-        if tag not in ds:
-            ds[tag] = DataElement(tag, "SQ", DicomSequence())
-        return
-    ds[tag] = DataElement(
-        tag, vr, _convert(vr, value, part, selector), validation_mode=config.IGNORE
-    )
-
-
-def _convert(vr: str, value: str | None, part: str, selector: str) -> Any:
-    if not value:
-        return "" if vr not in _INT_VRS | _FLOAT_VRS | _BINARY_VRS | {"AT"} else None
-    where = f"for {part!r} in selector {selector!r}"
-    if vr in _BINARY_VRS:
-        raise InvalidInput(f"cannot match on VR {vr} {where}: leave the value empty")
-    if vr not in _CHARSET_VRS and not value.isascii():
-        raise InvalidInput(f"value {value!r} {where} must be ASCII (VR {vr})")
-    _check_controls(vr, value, where)
-    items = [value] if vr in _SINGLE_VALUED else value.split("\\")
-    if vr in _DATE_VRS:
-        dates = [_date_value(vr, item, where) for item in items]
-        return dates[0] if len(dates) == 1 else dates
-    try:
-        if vr in _INT_VRS:
-            converted: list[Any] = [int(item) for item in items]
-        elif vr in _FLOAT_VRS:
-            converted = [float(item) for item in items]
-        elif vr == "AT":
-            converted = [_resolve(item.strip(), selector)[0] for item in items]
-        else:
-            converted = items
-    except ValueError:
-        raise InvalidInput(f"value {value!r} {where} is not a number (VR {vr})") from None
-    return converted[0] if len(converted) == 1 else converted
-
-
-_DATE_VRS = frozenset({"DA", "TM", "DT"})
-#: What LT, ST and UT may hold besides ESC (PS3.5 6.1.3): TAB, LF, FF and CR.
-_TEXT_CONTROLS = frozenset("\t\n\f\r")
-
-
-def _check_controls(vr: str, value: str, where: str) -> None:
-    """Control characters have no place in a matching key: only ESC, in the text VRs that a
-    character set extends (its escape sequences), and the line breaks of LT, ST and UT."""
-    allowed = {"\x1b"} if vr in _CHARSET_VRS else set()
-    if vr in ("LT", "ST", "UT"):
-        allowed |= _TEXT_CONTROLS
-    for char in value:
-        if (char < " " or char == "\x7f") and char not in allowed:
-            raise InvalidInput(
-                f"value {value!r} {where} holds the control character U+{ord(char):04X}: remove it"
-            )
-
-
-_DATE_FORM = re.compile(r"(\d{4})(?:(\d{2})(\d{2})|([-.])(\d{2})\4(\d{2}))")
-_TIME_FORM = re.compile(r"(\d{2})(?::?(\d{2})(?::?(\d{2})(\.\d{1,6})?)?)?")
-_DATETIME_FORM = re.compile(
-    r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(\.\d{1,6})?)?)?)?)?)?"
-    r"(?:([+-])(\d{2})(\d{2}))?"
-)
-_DATE_HELP = {
-    "DA": "write YYYYMMDD, or a range: 20240101-20241231, 20240101- or -20241231",
-    "TM": "write HHMMSS (HH, HHMM and HHMMSS.FFFFFF too), or a range: 0800-1200, 0800- or -1200",
-    "DT": "write YYYYMMDDHHMMSS (shorter to the year, +HHMM offset allowed), or a range A-B",
-}
-_DATE_NOUN = {"DA": "date", "TM": "time", "DT": "date-time"}
-
-
-def _date_value(vr: str, item: str, where: str) -> str:
-    """A DA, TM or DT matching value checked to be possible, written as DICOM writes it.
-
-    Single values and ranges (PS3.4 C.2.2.2.5) are checked; ``YYYY-MM-DD`` and ``HH:MM:SS``
-    are accepted and written ``YYYYMMDD`` and ``HHMMSS``. Empty values and values with a
-    wildcard (which some PACS accept) are sent as given.
-    """
-    text = item.strip(" ")
-    if not text or "*" in text or "?" in text:
-        return text
-    form = {"DA": _DATE_FORM, "TM": _TIME_FORM, "DT": _DATETIME_FORM}[vr]
-    noun = _DATE_NOUN[vr]
-    parts = _range_parts(text, form)
-    if parts is None:
-        raise InvalidInput(f"invalid {noun} {item!r} {where}: {_DATE_HELP[vr]}")
-    written = []
-    for part, which in zip(parts, ("start", "end") if len(parts) == 2 else ("",), strict=True):
-        if not part:
-            written.append("")
-            continue
-        try:
-            written.append(_check_date_part(vr, form.fullmatch(part)))  # type: ignore[arg-type]
-        except ValueError as exc:
-            label = f"{which} {noun} {part!r} of the range {text!r}" if which else repr(part)
-            if not which:
-                label = f"{noun} {label}"
-            raise InvalidInput(f"impossible {label} {where}: {exc}") from None
-    if vr == "DA" and len(written) == 2 and all(written) and written[0] > written[1]:
-        raise InvalidInput(f"the date range {text!r} {where} starts after it ends")
-    return "-".join(written)
-
-
-def _range_parts(text: str, form: re.Pattern[str]) -> list[str] | None:
-    """``[text]`` for a single value of ``form``, ``[start, end]`` for a range (one may be
-    empty), ``None`` when neither reading fits."""
-    if form.fullmatch(text):
-        return [text]
-    for i, char in enumerate(text):
-        if char == "-":
-            start, end = text[:i], text[i + 1 :]
-            if (start or end) and all(not p or form.fullmatch(p) for p in (start, end)):
-                return [start, end]
-    return None
-
-
-def _check_date_part(vr: str, match: re.Match[str]) -> str:
-    """The value of ``match`` as DICOM writes it; ValueError saying what is impossible."""
-    if vr == "DA":
-        year, month, day = match[1], match[2] or match[5], match[3] or match[6]
-        date(int(year), int(month), int(day))
-        return year + month + day
-    if vr == "TM":
-        _check_clock(match[1], match[2], match[3])
-        return "".join(g or "" for g in match.groups())
-    year, month, day, hour, minute, second, _fraction, sign, off_h, off_m = match.groups()
-    if month:
-        date(int(year), int(month), int(day) if day else 1)
-    if hour:
-        _check_clock(hour, minute, second)
-    if sign:
-        offset = int(off_h) * 60 + int(off_m)
-        if int(off_m) > 59 or (sign == "-" and offset > 12 * 60) or offset > 14 * 60:
-            raise ValueError(f"UTC offset {sign}{off_h}{off_m} is not between -1200 and +1400")
-    return match[0]
-
-
-def _check_clock(hour: str, minute: str | None, second: str | None) -> None:
-    if int(hour) > 23:
-        raise ValueError(f"hour {hour} is not between 00 and 23")
-    if minute and int(minute) > 59:
-        raise ValueError(f"minute {minute} is not between 00 and 59")
-    if second and int(second) > 60:  # 60: a leap second (PS3.5 Table 6.2-1)
-        raise ValueError(f"second {second} is not between 00 and 60")
-
-
-def _tag_str(tag: int) -> str:
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-
-
 def _value_str(elem: DataElement) -> str:
     if elem.value is None:
         return ""
@@ -538,7 +347,7 @@ def _value_str(elem: DataElement) -> str:
 
 def _flatten(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, str]]:
     for elem in ds:
-        name = prefix + (keyword_for_tag(elem.tag) or _tag_str(elem.tag))
+        name = prefix + (keyword_for_tag(elem.tag) or tag_str(elem.tag))
         if elem.VR != "SQ":
             yield name, _value_str(elem)
         elif not elem.value:
@@ -550,8 +359,8 @@ def _flatten(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, str]]:
 def _text_values(ds: Dataset) -> Iterator[tuple[str, str]]:
     """(name, value) of every value the character set applies to, sequences included."""
     for elem in ds.iterall():
-        if elem.VR in _CHARSET_VRS and elem.value is not None:
-            yield elem.keyword or _tag_str(elem.tag), _value_str(elem)
+        if elem.VR in CHARSET_VRS and elem.value is not None:
+            yield elem.keyword or tag_str(elem.tag), _value_str(elem)
 
 
 def _explicit_charset(ds: Dataset) -> list[str]:
@@ -634,11 +443,11 @@ def _not_dicom(ds: Dataset) -> str | None:
         group, element = elem.tag.group, elem.tag.element
         if group % 2 == 0:
             if not keyword_for_tag(elem.tag):
-                return f"unknown tag {_tag_str(elem.tag)}"
+                return f"unknown tag {tag_str(elem.tag)}"
         elif group in _NOT_PRIVATE_GROUPS or 0 < element < 0x10 or 0x100 <= element < 0x1000:
-            return f"invalid tag {_tag_str(elem.tag)}"
+            return f"invalid tag {tag_str(elem.tag)}"
         elif element >= 0x1000 and (group << 16 | element >> 8) not in ds:
-            return f"private tag {_tag_str(elem.tag)} without its private creator"
+            return f"private tag {tag_str(elem.tag)} without its private creator"
         if elem.VR == "SQ":
             for item in elem.value or ():
                 if reason := _not_dicom(item):
@@ -650,15 +459,15 @@ def _check_file_values(ds: Dataset, where: str) -> None:
     """The query file's values pass the checks a selector's do: no control characters, and
     possible dates and times (``YYYY-MM-DD`` written as ``YYYYMMDD``)."""
     for elem in ds.iterall():
-        if elem.VR in _BINARY_VRS | _INT_VRS | _FLOAT_VRS | {"SQ", "AT"} or elem.value is None:
+        if elem.VR in BINARY_VRS | INT_VRS | FLOAT_VRS | {"SQ", "AT"} or elem.value is None:
             continue
         text = _value_str(elem)
         if not text:
             continue
-        at = f"for {elem.keyword or _tag_str(elem.tag)!r} in {where}"
-        _check_controls(elem.VR, text, at)
-        if elem.VR in _DATE_VRS:
-            items = [_date_value(elem.VR, item, at) for item in text.split("\\")]
+        at = f"for {elem.keyword or tag_str(elem.tag)!r} in {where}"
+        check_controls(elem.VR, text, at)
+        if elem.VR in DATE_VRS:
+            items = [date_value(elem.VR, item, at) for item in text.split("\\")]
             elem.value = items[0] if len(items) == 1 else items
 
 
@@ -680,126 +489,3 @@ def date_range(start: date | None, end: date | None) -> str:
     if first == last:
         return "" if first is None else f"{first:%Y%m%d}"
     return (f"{first:%Y%m%d}" if first else "") + "-" + (f"{last:%Y%m%d}" if last else "")
-
-
-#: VRs matched as dates and times (single value or range, PS3.4 C.2.2.2.5), and as numbers.
-_TEMPORAL_VRS = frozenset({"DA", "TM", "DT"})
-_NUMBER_VRS = frozenset({"IS", "DS"}) | _INT_VRS | _FLOAT_VRS
-_UNMATCHED_VRS = _BINARY_VRS | {"AT", "SQ"}
-
-
-@lru_cache(maxsize=512)
-def _wildcard_regex(pattern: str) -> re.Pattern[str]:
-    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile("".join(parts), re.S)
-
-
-def matches_pattern(value: str, pattern: str, *, accents: bool = True) -> bool:
-    """DICOM wildcard matching (PS3.4 C.2.2.2.4) ignoring case and ``^`` versus spaces, and
-    accents unless ``accents=False``.
-
-    ``*`` matches any run of characters, ``?`` exactly one; an empty pattern matches everything
-    (universal matching, C.2.2.2.3). Backslash-separated values or patterns match when any pair
-    does. This is the one text matcher: the refine of C-FIND results (:mod:`workstation.refine`,
-    the window's search) folds accents; the demo archive, a PACS, does not.
-    """
-    patterns = [normalise(p, accents) for p in pattern.split("\\")]
-    if not any(patterns):
-        return True
-    values = [normalise(v, accents) for v in value.split("\\")]
-    return any(_wildcard_regex(p).fullmatch(v) for p in patterns if p for v in values)
-
-
-def matches_value(
-    vr: str, pattern: str, value: str, *, accents: bool = True, ignore_case: bool = True
-) -> bool:
-    """Whether ``value`` (of VR ``vr``) satisfies the matching key value ``pattern``.
-
-    PS3.4 C.2.2.2: universal matching (empty or ``*``), UID list matching (exact, any of a
-    backslash list), range matching of DA/TM/DT (``A-B``, ``A-``, ``-B``; partial values
-    compare as prefixes), numbers by value, and wildcard matching of text through
-    :func:`matches_pattern` (a PN also matches by each of its component groups, ``=``). A
-    multi-valued ``value`` matches when one of its values does. Binary VRs, AT and sequences
-    are not compared (True). Raises :class:`InvalidInput` for a malformed range.
-    ``ignore_case=False`` compares text case-sensitively (and keeps accents), as a Q/R SCP
-    matches attributes other than PN (PS3.4 C.2.2.2.1).
-    """
-    single = vr in _SINGLE_VALUED
-    patterns = [pattern.strip()] if single else [p.strip() for p in pattern.split("\\")]
-    if not any(patterns) or "*" in patterns or vr in _UNMATCHED_VRS:
-        return True
-    values = [value] if single else value.split("\\")
-    for wanted in filter(None, patterns):
-        if vr == "UI":
-            hit = any(v.strip(" \x00") == wanted for v in values)
-        elif vr in _TEMPORAL_VRS:
-            hit = any(_matches_temporal(vr, wanted, v) for v in values)
-        elif vr in _NUMBER_VRS:
-            hit = any(_matches_number(wanted, v) for v in values)
-        else:
-            regex = _text_regex(wanted, accents, ignore_case)
-            texts = values
-            if vr == "PN":
-                texts = [*values, *(g for v in values if "=" in v for g in v.split("=") if g)]
-            hit = any(regex.fullmatch(normalise(t, accents, ignore_case)) for t in texts)
-        if hit:
-            return True
-    return False
-
-
-@lru_cache(maxsize=512)
-def _text_regex(pattern: str, accents: bool, ignore_case: bool = True) -> re.Pattern[str]:
-    return _wildcard_regex(normalise(pattern, accents, ignore_case))
-
-
-@lru_cache(maxsize=512)
-def _split_range(vr: str, query: str) -> tuple[str, str] | None:
-    """``(low, high)`` of a DA/TM/DT range (PS3.4 C.2.2.2.5), or None for a single value."""
-    if "-" not in query:
-        return None
-    if vr == "DT":  # a hyphen may also start a UTC offset: split where both halves are DTs
-        dt = r"(?:\d{4,14}(?:\.\d{1,6})?(?:[+-]\d{4})?)?"
-        for index in (i for i, c in enumerate(query) if c == "-"):
-            low, high = query[:index], query[index + 1 :]
-            if re.fullmatch(dt, low) and re.fullmatch(dt, high) and (low or high):
-                return low, high
-        return None
-    low, _, high = query.partition("-")
-    if "-" in high or not (low or high):
-        raise InvalidInput(f"invalid {vr} range matching value {query!r} (PS3.4 C.2.2.2.5)")
-    return low, high
-
-
-def _clean_temporal(vr: str, text: str) -> str:
-    text = text.strip(" \x00")
-    if vr == "DA":
-        return text.replace(".", "")  # ACR-NEMA 2024.01.31
-    if vr == "TM":
-        return text.replace(":", "")  # ACR-NEMA 12:30:00
-    return text
-
-
-def _matches_temporal(vr: str, query: str, raw: str) -> bool:
-    """Single value or range matching of a date or time; partial values match as prefixes."""
-    value = _clean_temporal(vr, raw)
-    bounds = _split_range(vr, query)
-    if bounds is None:
-        wanted = _clean_temporal(vr, query)
-        if "*" in wanted or "?" in wanted:
-            return bool(_wildcard_regex(wanted).fullmatch(value))
-        return value[: len(wanted)] == wanted
-    low, high = (_clean_temporal(vr, b) for b in bounds)
-    if not value:
-        return False
-    return not (low and value[: len(low)] < low) and not (high and value[: len(high)] > high)
-
-
-def _matches_number(query: str, value: str) -> bool:
-    try:
-        wanted = float(query)
-    except ValueError:
-        return query.strip() == value.strip()
-    try:
-        return float(value) == wanted
-    except ValueError:
-        return False

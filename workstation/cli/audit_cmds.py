@@ -61,7 +61,8 @@ def add_parser(sub: Any, add_common: Callable[[argparse.ArgumentParser], None]) 
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from workstation.audit import AuditFilter, check_xml, to_xml, trail_for
+    from workstation.audit import AuditFilter, trail_for
+    from workstation.audit_xml import check_xml, to_xml
 
     root = Path(args.store or settings_mod.load().store_dir).expanduser()
     if args.store and not root.is_dir():

@@ -20,7 +20,8 @@ display only and is written to the job file, never to the log at INFO or above.
 """
 
 from workstation.jobs.model import JobKind, JobState, QueueClosed, RetrieveJob
-from workstation.jobs.retrieve_queue import PROGRESS_INTERVAL, ChangeCallback, RetrieveQueue
+from workstation.jobs.retrieve_queue import ChangeCallback, RetrieveQueue
+from workstation.jobs.runner import PROGRESS_INTERVAL
 
 __all__ = [
     "PROGRESS_INTERVAL",

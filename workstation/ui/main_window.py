@@ -1,7 +1,9 @@
 """The main window: search on top, results and series in the middle, the retrieve queue below.
 
-Wiring only: each pane is its own class (see the imports); every blocking call goes through
-:class:`~workstation.ui.common.tasks.TaskRunner` or the retrieve queue's threads.
+Wiring only: each pane is its own class (see the imports), and the base class
+:class:`~workstation.ui.window_chrome.WindowChrome` builds the menus, toolbar, log dock and
+status bar; every blocking call goes through :class:`~workstation.ui.common.tasks.TaskRunner` or
+the retrieve queue's threads.
 """
 
 from __future__ import annotations
@@ -12,17 +14,13 @@ from typing import Any
 
 import shiboken6
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QDialog,
-    QDockWidget,
     QHBoxLayout,
-    QLabel,
-    QMainWindow,
     QMessageBox,
     QSplitter,
     QTabWidget,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -34,14 +32,11 @@ from workstation.results import LocalPresence, StudyRow
 from workstation.search import SearchCriteria
 from workstation.session import Session
 from workstation.settings import Settings
-from workstation.ui.common.icons import app_icon, decorate_actions
-from workstation.ui.common.log_pane import LogPane, install_log_handler
+from workstation.ui.common.icons import app_icon
 from workstation.ui.common.tasks import TaskRunner
 from workstation.ui.common.window_state import WindowState
-from workstation.ui.help_menu import FileLocations, HelpMenu
 from workstation.ui.local_store.import_export import ImportExport
 from workstation.ui.local_store.store_browser import StoreBrowser
-from workstation.ui.local_store.store_check import StoreCheckStatus
 from workstation.ui.nodes.nodes_dialog import NodesDialog
 from workstation.ui.queue.queue_view import QueueView
 from workstation.ui.search.failure_banner import FailureBanner
@@ -51,16 +46,15 @@ from workstation.ui.search.series_panel import SeriesPanel
 from workstation.ui.search.study_model import StudyTableModel
 from workstation.ui.search.study_search import StudySearch
 from workstation.ui.search.study_view import StudyView
+from workstation.ui.window_chrome import WindowChrome
 
 log = logging.getLogger(__name__)
 
-_OK = "color: #1b7f3b;"
-_BAD = "color: #c0152f; font-weight: 600;"
 #: When the C-FIND helper process starts, after the window (ms).
 FIND_HELPER_DELAY_MS = 3000
 
 
-class MainWindow(QMainWindow):
+class MainWindow(WindowChrome):
     """Query/Retrieve window over a :class:`Session` (which the caller opens and closes)."""
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
@@ -81,7 +75,6 @@ class MainWindow(QMainWindow):
         self.query_panel = QueryPanel()
         self.failure_banner = FailureBanner()
         self.study_view = StudyView(self.study_model)
-        self.search.gate.watch_paints(self.study_view.table.viewport())
         self.series_panel = SeriesPanel(self.runner, session.store, session.settings.ae_title)
         self.queue_view = QueueView(session.queue, self.runner)
         self.store_browser = StoreBrowser(session.store, self.runner)
@@ -148,107 +141,6 @@ class MainWindow(QMainWindow):
         self.main_splitter.setSizes([620, 200])
         self.results_splitter.setSizes([420, 170])
         self.setCentralWidget(self.main_splitter)
-
-    def _build_log_dock(self) -> None:
-        self.log_pane = LogPane()
-        self._log_handler = install_log_handler(self.log_pane)
-        self.log_dock = QDockWidget("Log", self)
-        self.log_dock.setObjectName("logDock")
-        self.log_dock.setWidget(self.log_pane)
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
-        self.log_dock.hide()
-
-    def _action(
-        self,
-        text: str,
-        slot: Any,
-        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
-    ) -> QAction:
-        action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        action.triggered.connect(slot)
-        self.addAction(action)
-        return action
-
-    def _build_actions(self) -> None:
-        self.find_action = self._action("Find", self.query_panel.focus_search, "Ctrl+F")
-        self.search_action = self._action("Search", self.query_panel.request_search)
-        self.stop_action = self._action("Stop", self.stop, "Esc")
-        self.retrieve_action = self._action("Retrieve", self.retrieve_selected, "Ctrl+R")
-        self.clear_action = self._action("Clear search", self.clear_search, "Ctrl+L")
-        self.nodes_action = self._action("Nodes…", self.manage_nodes)
-        self.echo_action = self._action("Verify nodes (C-ECHO)", self.verify_nodes)
-        self.quit_action = self._action("Quit", self.request_quit, QKeySequence.StandardKey.Quit)
-        self.find_action.setToolTip("Put the cursor in the patient name (Ctrl+F)")
-        self.retrieve_action.setToolTip("Retrieve the selected studies or series (Ctrl+R)")
-        self.stop_action.setToolTip("Stop the search (Esc)")
-        self.stop_action.setEnabled(False)
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        self.import_folder_action = file_menu.addAction(
-            "Import Folder, CD or USB Stick…", self.import_export.choose_folder
-        )
-        self.import_files_action = file_menu.addAction(
-            "Import Files, ZIP or DICOMDIR…", self.import_export.choose_files
-        )
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
-        search_menu = menu.addMenu("&Search")
-        for action in (self.find_action, self.search_action, self.stop_action, self.clear_action):
-            search_menu.addAction(action)
-        search_menu.addSeparator()
-        search_menu.addAction(self.retrieve_action)
-        node_menu = menu.addMenu("&Nodes")
-        node_menu.addAction(self.nodes_action)
-        node_menu.addAction(self.echo_action)
-        view_menu = menu.addMenu("&View")
-        view_menu.addAction(self.log_dock.toggleViewAction())
-        self.audit_action = view_menu.addAction("Audit trail…", self.show_audit_trail)
-        toolbar = QToolBar("Main")
-        toolbar.setObjectName("mainToolbar")
-        toolbar.setMovable(False)
-        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        for action in (self.retrieve_action, self.stop_action, self.clear_action):
-            toolbar.addAction(action)
-        toolbar.addSeparator()
-        toolbar.addAction(self.nodes_action)
-        toolbar.addAction(self.echo_action)
-        toolbar.addSeparator()
-        toolbar.addAction(self.log_dock.toggleViewAction())
-        self.addToolBar(toolbar)
-
-    def _build_help(self) -> None:
-        """The Help menu (last in the menu bar), and icons on the actions that call for one."""
-        from workstation.settings import settings_path
-        from workstation.ui.app import log_dir  # app imports this module
-
-        files = FileLocations(self.session.store.root, log_dir(), settings_path())
-        self.help_menu = HelpMenu(self, files)
-        decorate_actions(self)
-
-    def _build_status_bar(self) -> None:
-        self.status_label = QLabel("Ready")
-        self.scp_label = QLabel(self.session.scp_status)
-        self.scp_label.setStyleSheet(_OK if self.session.scp.running else _BAD)
-        self.scp_label.setToolTip(
-            "Our storage SCP: where C-MOVE retrieves and pushes from other systems arrive"
-        )
-        self.statusBar().addWidget(self.status_label, 1)
-        self.statusBar().addPermanentWidget(self.scp_label)
-        # A full check of the store after a power cut runs meanwhile: its progress, then what
-        # it repaired (the browser then shows the repaired index).
-        self.check_label = StoreCheckStatus(self.session.store)
-        self.check_label.finished.connect(self.store_browser.refresh)
-        self.statusBar().addPermanentWidget(self.check_label)
-        if self.session.settings.serve_enabled:  # Nodes → Local AE → Serve the local store
-            self.serve_label = QLabel(self.session.serve_status)
-            self.serve_label.setStyleSheet(_OK if self.session.serve is not None else _BAD)
-            self.serve_label.setToolTip(
-                "Our Q/R SCP: other workstations and viewers query and retrieve the local store"
-            )
-            self.statusBar().addPermanentWidget(self.serve_label)
 
     def _connect(self) -> None:
         panel = self.query_panel
@@ -521,10 +413,6 @@ class MainWindow(QMainWindow):
             failure=failed,
         )
 
-    def _show_scp_status(self) -> None:
-        self.scp_label.setText(self.session.scp_status)
-        self.scp_label.setStyleSheet(_OK if self.session.scp.running else _BAD)
-
     def verify_nodes(self) -> None:
         names = self.query_panel.selected_nodes()
         aet = self.session.settings.ae_title
@@ -541,12 +429,6 @@ class MainWindow(QMainWindow):
 
     def _show_echo(self, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
-
-    def _task_failed(self, title: str, message: str) -> None:
-        self.statusBar().showMessage(f"{title}: {message}", 15000)
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message, parent=self)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()  # never exec(): a modal loop would block nothing, but tests could hang
 
     # -- shutdown ------------------------------------------------------------------------------
 

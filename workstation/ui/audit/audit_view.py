@@ -38,7 +38,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from workstation.audit import ACTIONS, AuditEvent, AuditFilter, check_xml, to_xml, trail_for
+from workstation.audit import ACTIONS, AuditEvent, AuditFilter, trail_for
+from workstation.audit_xml import check_xml, to_xml
 from workstation.ui.common.tasks import TaskRunner, describe_error
 
 #: Rows shown at most (the newest); the filters narrow further in SQL.

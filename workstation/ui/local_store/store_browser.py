@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
 from workstation.store import LocalStore, PatientEntry, SeriesEntry, StoredInstance, StudyEntry
 from workstation.store.layout import resolve_in_root
 from workstation.store.records import StoreCount
+from workstation.text import fold
 from workstation.ui.common.column_fit import ColumnFit
 from workstation.ui.common.table_view import TableView
 from workstation.ui.common.tasks import TaskContext, TaskRunner, describe_error
@@ -51,7 +52,6 @@ from workstation.ui.local_store.store_model import (
     EntryTableModel,
     LocalSeriesTableModel,
     LocalStudyTableModel,
-    StoreFilter,
 )
 from workstation.ui.local_store.store_pages import PatientPages
 from workstation.ui.local_store.store_reader import Changes, LocatedStudy, StoreReader
@@ -94,19 +94,14 @@ def _table(
     model: EntryTableModel[Any, Any], stretch: int, sort: int, order: Qt.SortOrder
 ) -> QTableView:
     view = TableView()
-    view.setModel(model)  # the models sort themselves (the index orders the patients)
-    if sort >= 0:
-        view.setSortingEnabled(True)
-        view.sortByColumn(sort, order)
-    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    view.setAlternatingRowColors(True)
+    view.configure(  # the models sort themselves (the index orders the patients)
+        model,
+        sort=(sort, order) if sort >= 0 else None,
+        selection=QAbstractItemView.SelectionMode.SingleSelection,
+        row_height=view.fontMetrics().height() + 8,
+    )
     view.setShowGrid(False)
-    view.setWordWrap(False)
     view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-    view.verticalHeader().hide()
-    view.verticalHeader().setDefaultSectionSize(view.fontMetrics().height() + 8)
     header = view.horizontalHeader()
     header.setHighlightSections(False)
     header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
@@ -127,7 +122,7 @@ class StoreBrowser(StoreActions):
         self._store = store
         self._tasks = tasks if tasks is not None else TaskRunner(self, max_workers=2)
         self._reader = StoreReader(store.index)
-        self._filter = StoreFilter()
+        self._filter = ""  # the filter box's text that the lists show
         self._stale = False  # instances arrived since the last refresh
         self._previewed: tuple[str, int] | bool | None = None
         self._busy = False
@@ -250,9 +245,14 @@ class StoreBrowser(StoreActions):
         self._refresh_timer.stop()
         self._stale = False
         self.patients.refresh(done=self._changed)
-        interval = FILTERED_COUNT_INTERVAL_MS if self._filter else 0
+        interval = FILTERED_COUNT_INTERVAL_MS if self._filtering else 0
         if not self._count_timer.isActive():
             self._count_timer.start(interval)
+
+    @property
+    def _filtering(self) -> bool:
+        """Whether the filter holds a word (blank text shows everything, as in SQL)."""
+        return bool(fold(self._filter).split())
 
     def set_filter_text(self, text: str) -> None:
         self.filter_edit.setText(text)
@@ -275,7 +275,7 @@ class StoreBrowser(StoreActions):
         that hides it and fetching the patient list down to its patient; nothing happens for
         a study the store does not hold."""
         self._target = _Target(study_uid, series_uid)
-        reader, text = self._reader, self._filter.text
+        reader, text = self._reader, self._filter
         self._query(lambda _c: reader.locate(study_uid, text), self._located, "Local store: find")
 
     # -- queries -----------------------------------------------------------------------------
@@ -318,8 +318,8 @@ class StoreBrowser(StoreActions):
     def _apply_filter(self) -> None:
         self._filter_timer.stop()
         text = self.filter_edit.text()
-        if text != self._filter.text:
-            self._filter = StoreFilter(text)
+        if text != self._filter:
+            self._filter = text
             self.patients.set_query(text, done=self._patients_shown)
             self._count_timer.start(0)
 
@@ -352,18 +352,18 @@ class StoreBrowser(StoreActions):
             self._count_again = True
             return
         self._counting = True
-        reader, store_filter = self._reader, self._filter
+        reader, filter_text = self._reader, self._filter
 
         def counted(counts: StoreCount) -> None:
             self._counting = False
-            if store_filter.text == self._filter.text:
+            if filter_text == self._filter:
                 self._show_summary(counts.patients, counts.studies)
             if self._count_again:
                 self._count_again = False
                 self._count_timer.start(0)
 
         def work(_context: TaskContext) -> StoreCount:
-            return reader.counts(store_filter.text)
+            return reader.counts(filter_text)
 
         def failed(exc: BaseException) -> None:
             self._counting = False
@@ -386,7 +386,7 @@ class StoreBrowser(StoreActions):
             plural = "patients" if patients != 1 else "patient"
             text = f"{patients} {plural} · {studies} stud{'ies' if studies != 1 else 'y'}"
         else:
-            text = "No match" if self._filter else "The local store is empty"
+            text = "No match" if self._filtering else "The local store is empty"
         conflicts = self._store.conflict_count()
         if conflicts:
             text += (
@@ -449,7 +449,7 @@ class StoreBrowser(StoreActions):
             self.studies.set_entries([])
             self._load_series()
             return
-        reader, text, key = self._reader, self._filter.text, patient.key
+        reader, text, key = self._reader, self._filter, patient.key
 
         def show(studies: list[StudyEntry]) -> None:
             before = self.selected_study()
@@ -509,10 +509,10 @@ class StoreBrowser(StoreActions):
             return
         self._target = _Target(target.study_uid, target.series_uid, found.study.patient_key)
         if found.position is None:
-            if not self._filter:
+            if not self._filtering:
                 self._target = None  # gone meanwhile
                 return
-            self._filter = StoreFilter()
+            self._filter = ""
             self.filter_edit.setText("")
             self.patients.set_query("", done=partial(self._relocate, target))
             self._count_timer.start(0)
@@ -539,7 +539,7 @@ class StoreBrowser(StoreActions):
 
     def _update_preview(self) -> None:
         series = self.selected_series()
-        empty = self.patients.rowCount() == 0 and not self._filter and not self.patients.loading
+        empty = self.patients.rowCount() == 0 and not self._filtering and not self.patients.loading
         wanted = (series.series_uid, series.instance_count) if series is not None else empty
         if wanted == self._previewed:
             return

@@ -4,12 +4,7 @@ Each model holds the frozen entries of :mod:`workstation.store.records`, names i
 with an Enum and builds on the window's :class:`~workstation.ui.common.table_model.RowTableModel`.
 :meth:`EntryTableModel.set_entries` updates rows in place by key (removing and adding only
 what changed), so a refresh while images arrive keeps the user's selection and scroll position.
-
-:class:`StoreFilter` holds the browser's filter box: every word must appear, ignoring case
-and accents (``muller`` finds ``Müller^Jürgen``), in the patient's name, ID or birth date, or
-in one of the study's accession number, description, referring physician, date or
-modalities. The browser matches in SQL (:mod:`workstation.ui.local_store.store_reader`); the Python
-matcher here states the rule, and the tests hold the SQL to it.
+The browser's filter runs in SQL (:mod:`workstation.store.queries`), not here.
 """
 
 from __future__ import annotations
@@ -30,50 +25,11 @@ __all__ = [
     "LocalSeriesTableModel",
     "LocalStudyTableModel",
     "PatientTableModel",
-    "StoreFilter",
     "fold_text",
 ]
 
 E = TypeVar("E")
 C = TypeVar("C", bound=Enum)
-
-
-class StoreFilter:
-    """The filter box's words, folded; an empty filter matches everything."""
-
-    def __init__(self, text: str = "") -> None:
-        self.text = text
-        self.words = fold_text(text).split()
-
-    def __bool__(self) -> bool:
-        return bool(self.words)
-
-    def matches(self, haystack: str) -> bool:
-        """Whether every word occurs in ``haystack`` (already folded)."""
-        return all(word in haystack for word in self.words)
-
-    def matches_patient(self, patient: PatientEntry) -> bool:
-        return self.matches(
-            fold_text(f"{patient.patient_name} {patient.patient_id} {patient.birth_date}")
-        )
-
-    def matches_study(self, study: StudyEntry) -> bool:
-        return self.matches(study_haystack(study))
-
-
-def study_haystack(study: StudyEntry) -> str:
-    """What the filter searches in a study: patient, accession, descriptions, date, modalities."""
-    values = (
-        study.patient_name,
-        study.patient_id,
-        study.accession_number,
-        study.study_description,
-        study.referring_physician_name,
-        study.study_date,
-        format_date(study.study_date),
-        *study.modalities,
-    )
-    return fold_text(" ".join(values))
 
 
 class EntryTableModel(RowTableModel[E, C]):

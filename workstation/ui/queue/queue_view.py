@@ -9,7 +9,6 @@ from typing import Any
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QApplication,
     QHBoxLayout,
     QHeaderView,
@@ -115,7 +114,7 @@ class QueueView(QWidget):
         self.model = QueueTableModel(self)
         self.buffer = BatchBuffer(self._apply, parent=self)
         self.table = TableView()
-        self.table.setModel(self.model)
+        self.table.configure(self.model, row_height=24)  # in queue order, no sorting
         self.table.setObjectName("queueTable")
         self.table.setItemDelegateForColumn(
             list(QueueColumn).index(QueueColumn.PROGRESS), ProgressDelegate(self.table)
@@ -123,12 +122,6 @@ class QueueView(QWidget):
         self.table.setItemDelegateForColumn(
             list(QueueColumn).index(QueueColumn.STATE), StateDelegate(self.table)
         )
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(24)
-        self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setStretchLastSection(True)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
