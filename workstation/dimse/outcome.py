@@ -200,6 +200,14 @@ def retrieve_message(
             "(nothing to send)"
         )
     if (
+        state is RetrieveState.FAILED
+        and not received
+        and r.listed_nothing
+        and not r.expected_count
+        and final is not None
+    ):
+        return f"the PACS has nothing matching: its listing found no instance; it answered {final}"
+    if (
         r.method is RetrieveMethod.MOVE
         and final is not None
         and final.category is Category.FAILURE

@@ -1,6 +1,7 @@
 """Planning a retrieve: which instances the PACS holds for a query, and which requests to send.
 
-Before a C-MOVE or C-GET we list, with C-FINDs on one association, every instance the request
+Before a C-MOVE or C-GET (or, for a C-MOVE of explicit UIDs, while it runs: see
+:mod:`.retrieve`) we list, with C-FINDs on one association, every instance the request
 covers (study -> series -> image, hierarchically as PS3.4 C.4.1.3.1 requires). That list is what
 the completion check compares the arrivals with, what names the missing instances, and, for
 C-GET, which SOP classes to propose. A query without the unique key of its level (e.g.
@@ -45,6 +46,26 @@ class RetrievePlan:
     @property
     def sop_classes(self) -> set[str]:
         return {i.sop_class_uid for i in self.instances or () if i.sop_class_uid}
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a retrieve expects to arrive, decided by its plan when it starts.
+
+    ``instances`` from a listing (then arrivals are checked one by one), else ``count`` (from
+    NumberOf*RelatedInstances or the caller) and ``scope`` (the level's unique key and the
+    UIDs asked for, to tell which arrivals belong to this retrieve). A C-MOVE that lists
+    while it runs starts with ``scope`` and gets its listing later
+    (:meth:`~workstation.dimse.retrieval.Retrieval.expect_listed`).
+    """
+
+    instances: tuple[ExpectedInstance, ...] | None = None
+    count: int | None = None
+    scope: tuple[str, set[str]] | None = None
+    #: Listed instances left out because the store already held them (only_missing).
+    already_stored: int = 0
+    #: The requests go out one UID each (the node takes no UID lists).
+    one_per_uid: bool = False
 
 
 class _Match:

@@ -29,6 +29,7 @@ from workstation.dimse.outcome import (
     RetrieveState,
     retrieve_message,
 )
+from workstation.dimse.plan import Expectation as Expectation
 from workstation.dimse.plan import split_request, uid_list
 from workstation.dimse.status import Category, StatusInfo, describe
 from workstation.errors import NetworkError
@@ -54,24 +55,6 @@ class Timing:
     cancel: CancelToken | None = None
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     total_timeout: float | None = None
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """What a retrieve expects to arrive, decided by its plan before it starts.
-
-    ``instances`` from a listing (then arrivals are checked one by one), else ``count`` (from
-    NumberOf*RelatedInstances or the caller) and ``scope`` (the level's unique key and the
-    UIDs asked for, to tell which arrivals belong to this retrieve).
-    """
-
-    instances: tuple[ExpectedInstance, ...] | None = None
-    count: int | None = None
-    scope: tuple[str, set[str]] | None = None
-    #: Listed instances left out because the store already held them (only_missing).
-    already_stored: int = 0
-    #: The requests go out one UID each (the node takes no UID lists).
-    one_per_uid: bool = False
 
 
 class _Lane:
@@ -154,6 +137,8 @@ class Retrieval:
         self._write_failures_at_start = 0
         #: Retry cannot help (e.g. the PACS refuses C-GET altogether): say so, not "retry".
         self.retry_useless = False
+        #: The listing (run alongside a C-MOVE) found nothing the request covers.
+        self.listed_nothing = False
 
     def fail(self, message: str) -> None:
         """Record why the retrieve could not go on (the first reason is kept)."""
@@ -187,12 +172,44 @@ class Retrieval:
                         self.unrequested.add(stored.sop_instance_uid)
             return
         with self.lock:
+            if self.expected is not None and stored.sop_instance_uid not in self.expected:
+                # Judged by scope just before a listing that leaves it out was given.
+                self.unrequested.add(stored.sop_instance_uid)
+                return
             self.last_activity = time.monotonic()
             if stored.conflict is not None:
                 self.conflicts.append(stored.sop_instance_uid)
             if stored.sop_instance_uid not in self.received:
                 self.received.add(stored.sop_instance_uid)
                 self.bytes += stored.size
+            self.lock.notify_all()
+        self._report()
+
+    def expect_listed(
+        self, instances: tuple[ExpectedInstance, ...] | None, count: int | None = None
+    ) -> None:
+        """Give a C-MOVE that started without its listing what the listing found.
+
+        ``instances``: the listing (arrivals so far, counted by scope, are checked against it
+        from now on); ``None`` when it failed, ``()`` when it found nothing. Without instances,
+        ``count`` (NumberOf*RelatedInstances) replaces the caller's count, and after a listing
+        that found nothing the caller's count is dropped: a PACS that then sends nothing and
+        says so ends the retrieve at once ("nothing matching").
+        """
+        with self.lock:
+            if instances:
+                self.expected = {i.sop_instance_uid: i for i in instances}
+                self.expected_count = None
+                outside = self.received - self.expected.keys()
+                self.received -= outside
+                self.unrequested |= outside  # as if the listing had come first
+                listed = self.unrequested & self.expected.keys()
+                self.received |= listed
+                self.unrequested -= listed
+            else:
+                self.listed_nothing = instances is not None
+                if count is not None or self.listed_nothing:
+                    self.expected_count = count
             self.lock.notify_all()
         self._report()
 

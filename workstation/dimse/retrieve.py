@@ -8,6 +8,11 @@ A retrieve runs in three steps on the calling thread:
 3. wait for stragglers: some PACS answer success before their C-STOREs land, so the retrieve
    ends only when every listed instance has arrived or nothing has arrived for the idle timeout.
 
+A C-MOVE whose query names its level's UIDs and nothing else (:func:`_lists_alongside`: the
+window's Retrieve) runs 1 and 2 at once: it sends the C-MOVE built from the query, lists on a
+second association meanwhile (:class:`_Listing`), counts arrivals by the query's UIDs until the
+listing ends, then checks them against the listing as if it had come first.
+
 A watchdog aborts the association after ``idle_timeout`` seconds without a response or a
 C-STORE, and after ``total_timeout`` in all (a PACS that stays pending forever). Cancel sends
 C-CANCEL on the same association and aborts it after a grace period. Instances that arrive
@@ -17,6 +22,8 @@ late are kept: they are valid data.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +40,7 @@ from workstation.dimse.plan import (
     requests_for_instances,
     requests_for_query,
     split_request,
+    split_uids,
 )
 from workstation.dimse.retrieval import Expectation, ProgressCallback, Retrieval, Timing
 from workstation.dimse.storage import StorageServer, StoreSink
@@ -74,6 +82,8 @@ GET_TRANSFER_SYNTAXES = [
 SETTLE_SECONDS = 2.0
 #: A requestor may propose at most 128 presentation contexts (odd IDs 1-255, PS3.8 9.3.2.2).
 MAX_CONTEXTS = 128
+#: Pauses before each try of a listing whose association was refused while the C-MOVE ran.
+LISTING_RETRY_DELAYS = (0.05, 0.25, 0.7)
 
 
 def _plan(node: RemoteNode, query: Query, calling_aet: str, check: bool) -> RetrievePlan:
@@ -123,6 +133,132 @@ def _leave_out_stored(plan: RetrievePlan, store: LocalStore) -> tuple[RetrievePl
     return RetrievePlan(requests, remaining), len(plan.instances) - len(remaining)
 
 
+def _lists_alongside(node: RemoteNode, request: _Request) -> bool:
+    """Whether a C-MOVE may list while it runs: when the listing cannot change what is asked.
+
+    The query names its level's unique key with explicit UIDs and no other key narrows it
+    (only the unique keys above, explicit too); not a retry; the node retrieves on one
+    association (series in parallel need the listing first); with ``only_missing``, only when
+    the store holds nothing the request covers.
+    """
+    query = request.query
+    if query is None or request.retry_of is not None or not request.check:
+        return False
+    level = query.level
+    if query.model is InformationModel.WORKLIST or level is None or level is Level.PATIENT:
+        return False
+    if node.retrieve_associations > 1:
+        return False
+    depth = list(Level).index(level)
+    allowed = [lv.unique_key for lv in list(Level)[1 : depth + 1]]
+    if query.model is InformationModel.PATIENT_ROOT:
+        allowed.append("PatientID")
+    keys = query.matching_keys()
+    if level.unique_key not in keys or set(keys) - set(allowed):
+        return False
+    if any(c in value for value in keys.values() for c in "*?"):
+        return False
+    uids = split_uids(keys[level.unique_key])
+    if not uids:
+        return False
+    store = request.store
+    if store is None:
+        return True
+    if level is Level.STUDY:
+        return not any(store.instance_uids(study_uid=uid) for uid in uids)
+    if level is Level.SERIES:
+        return not any(store.instance_uids(series_uid=uid) for uid in uids)
+    return False
+
+
+class _Listing:
+    """The completion check's listing of a C-MOVE, run on a second association meanwhile.
+
+    :meth:`start` once the C-MOVE's association is open (a PACS serving one association at a
+    time then serves the C-MOVE first); :meth:`finish` after the C-MOVE's final response gives
+    the :class:`Retrieval` what the listing found. A listing refused (IMAGE-level C-FIND) falls
+    back to NumberOf*RelatedInstances as :func:`_plan` does; one whose association could not
+    be opened while the C-MOVE ran is tried again after it
+    (``LISTING_RETRY_DELAYS``); any other failure leaves the retrieve checked by the PACS's
+    counters. :meth:`stop` (cancel) aborts it.
+    """
+
+    def __init__(self, node: RemoteNode, query: Query, calling_aet: str) -> None:
+        self.node, self.query, self.calling_aet = node, query, calling_aet
+        #: What was found: instances (``()``: nothing), or None; and the fallback count.
+        self.instances: tuple[ExpectedInstance, ...] | None = None
+        self.count: int | None = None
+        self._not_opened = False
+        self._stopped = False
+        self._finished = False
+        self._assoc: Any = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="retrieve-listing", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            assoc = self._assoc
+        if assoc is not None and assoc.is_established:
+            assoc.abort()
+
+    def _run(self, last: bool = False) -> None:
+        """List; on failure log why (an association refused while the C-MOVE runs is tried
+        again after it: logged only at the ``last`` try)."""
+        try:
+            self._list()
+        except NetworkError as exc:
+            with self._lock:
+                self._not_opened = self._assoc is None and not self._stopped
+            if self._stopped:
+                return
+            if self._not_opened and not last:
+                log.info("%s: no second association while the C-MOVE runs: %s", self.node, exc)
+            else:
+                log.warning("listing the instances for the C-MOVE failed: %s", exc)
+        except Exception:  # a bug must not take the retrieve with it
+            log.exception("listing the instances for the C-MOVE failed")
+
+    def _list(self) -> None:
+        model = self.query.model
+        with associate(self.node, [(model.find_uid, None)], calling_aet=self.calling_aet) as assoc:
+            with self._lock:
+                if self._stopped:
+                    assoc.abort()
+                    return
+                self._assoc = assoc
+            planner = Planner(assoc, self.query, charset=self.node.charset)
+            try:
+                instances = planner.list_instances()
+            except OperationFailed as exc:
+                log.warning("%s; checking the C-MOVE by count only", exc)
+                self.count = planner.count()
+                return
+            if not instances:
+                self.count = planner.count()
+            self.instances = instances
+
+    def finish(self, retrieval: Retrieval) -> None:
+        """Wait for the listing (or its stop) and give ``retrieval`` what it found."""
+        if self._finished:
+            return
+        self._finished = True
+        while self._thread.is_alive() and not self._stopped:
+            self._thread.join(0.1)
+        # A PACS serving one association at a time may still count the C-MOVE's for a moment.
+        for attempt, delay in enumerate(LISTING_RETRY_DELAYS, 1):
+            if not self._not_opened or self._stopped or retrieval.token.wait(delay):
+                break
+            self._assoc, self._not_opened = None, False
+            self._run(last=attempt == len(LISTING_RETRY_DELAYS))
+        if self._stopped and retrieval.token.cancelled:
+            retrieval.request_cancel()  # cancelled while listing: the retrieve ends cancelled
+        retrieval.expect_listed(self.instances, self.count)  # None if it did not complete
+
+
 def _prepare(
     node: RemoteNode,
     method: RetrieveMethod,
@@ -130,8 +266,13 @@ def _prepare(
     request: _Request,
     timing: Timing,
     move_destination: str = "",
+    list_later: bool = False,
 ) -> tuple[Retrieval, RetrievePlan, InformationModel]:
-    """List what ``request`` covers and build the :class:`Retrieval` that will follow it."""
+    """List what ``request`` covers and build the :class:`Retrieval` that will follow it.
+
+    ``list_later``: send the request built from the query and follow it by scope; the caller
+    lists alongside (:class:`_Listing`) and gives the Retrieval the result.
+    """
     query, retry_of = request.query, request.retry_of
     already_stored = 0
     scope: tuple[str, set[str]] | None = None
@@ -146,7 +287,7 @@ def _prepare(
         model = InformationModel.STUDY_ROOT
     else:
         assert query is not None
-        plan = _plan(node, query, calling_aet, request.check)
+        plan = _plan(node, query, calling_aet, request.check and not list_later)
         model = query.model
         if request.store is not None and plan.instances is not None:
             plan, already_stored = _leave_out_stored(plan, request.store)
@@ -247,12 +388,16 @@ def move(
     aet = calling_aet or scp.ae_title
     timing = Timing(on_progress, cancel, idle_timeout, total_timeout)
     request = _Request(query, retry_of, check, expected, scp.store if only_missing else None)
+    alongside = _lists_alongside(node, request)
     retrieval, plan, model = _prepare(
-        node, RetrieveMethod.MOVE, aet, request, timing, move_destination=scp.ae_title
+        node, RetrieveMethod.MOVE, aet, request, timing, scp.ae_title, list_later=alongside
     )
     retrieval.watch_sink(scp)
     unsubscribe = scp.subscribe(retrieval.on_stored)
     hint = f"port {scp.port}"
+    listing: _Listing | None = None
+    unregister: Callable[[], None] | None = None
+    unsent = False
     try:
         if _nothing_to_send(retrieval, plan):
             return _audited(scp.store, retrieval.outcome(), query, aet, scp.ae_title)
@@ -271,13 +416,29 @@ def move(
         else:
             with open_one() as assoc:
                 hint = f"{assoc.local_address}:{scp.port}"
+                if alongside:
+                    assert query is not None
+                    listing = _Listing(node, query, aet)
+                    unregister = retrieval.token.on_cancel(listing.stop)
+                    listing.start()
                 retrieval.run_requests(assoc, plan.requests, send)
         scp.drain()  # instances acknowledged are written before anything is counted
+        if listing is not None:
+            listing.finish(retrieval)
         retrieval.wait_for_stragglers()
     except NetworkError as exc:
+        if alongside and listing is None:
+            unsent = True
+            raise  # as when the listing's association fails first: nothing was sent
         retrieval.fail(str(exc))
+        if listing is not None:
+            listing.finish(retrieval)  # the missing instances, for Retry
     finally:
-        if retrieval.expecting_more():
+        if unregister is not None:
+            unregister()
+        if listing is not None:
+            listing.stop()
+        if not unsent and retrieval.expecting_more():
             scp.settle(SETTLE_SECONDS)  # an instance still arriving when the PACS went away
         scp.drain()
         unsubscribe()
