@@ -1,6 +1,6 @@
 """What keeps the window responsive under load (see tests/benchmarks/bench_gui.py): rows read
-from raw identifiers, capped flushes, cheap painting, the search worker's gate, the C-FIND
-helper process and the local-store look-ups."""
+from raw identifiers, capped flushes, cheap painting, the C-FIND helper process and the
+local-store look-ups (tests/test_ui_search_slices.py: time-sliced flushes, merged batches)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import struct
-import threading
 import time
 from io import BytesIO
 from pathlib import Path
@@ -36,7 +35,6 @@ from workstation.ui.common.tasks import TaskRunner
 from workstation.ui.main_window import MainWindow
 from workstation.ui.search.local_tracker import LocalTracker
 from workstation.ui.search.study_model import StudyTableModel
-from workstation.ui.search.worker_gate import WorkerGate
 
 pytest_plugins = ["tests.ui_support"]
 
@@ -118,25 +116,6 @@ def test_one_multidata_call_answers_what_data_answers() -> None:
                 model.multiData(index, QModelRoleDataSpan(item))
                 assert item.data() == model.data(index, role), (row, col, role)
     assert not model.index(3, 0).isValid() and not model.index(0, 13).isValid()
-
-
-def test_the_gate_holds_a_worker_until_the_gui_thread_is_done(qtbot: QtBot) -> None:
-    gate = WorkerGate()
-    waited: list[float] = []
-
-    def worker() -> None:
-        start = time.monotonic()
-        gate.wait()
-        waited.append(time.monotonic() - start)
-
-    gate.hold(40)
-    thread = threading.Thread(target=worker)
-    thread.start()
-    qtbot.waitUntil(lambda: bool(waited), timeout=2000)  # the event loop reopens it
-    thread.join()
-    assert 0.02 < waited[0] < 1.0
-    gate.wait()  # open again: returns at once
-    gate.close()
 
 
 def test_the_find_helper_streams_rows_cancels_and_reports_failures(

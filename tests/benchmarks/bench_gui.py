@@ -20,7 +20,8 @@ The PACS is ``orthanc``: Orthanc in another process, Nagle off, its storage cach
 in this process, whose pynetdicom threads share the window's GIL. ``--profile`` adds, per
 case: time spent in each throttled flush, in painting the results table (through a Python
 ``paintEvent``, which is what the window's :class:`TableView` does), the biggest stalls split
-into time on a CPU, waiting for a CPU and asleep (the GIL, a lock), and CPU time per thread.
+into time on a CPU, waiting for a CPU and asleep (the GIL, a lock), CPU time per thread, and
+the garbage collections by generation (a full one holds the GIL for tens of milliseconds).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ os.environ.setdefault("QT_API", "pyside6")
 import argparse
 import asyncio
 import contextlib
+import gc
 import statistics
 import sys
 import tempfile
@@ -150,11 +152,23 @@ class StallMonitor(QObject):
 
 
 class Profile:
-    """``--profile``: times each BatchBuffer flush and each paint of the results table."""
+    """``--profile``: times each BatchBuffer flush, each paint of the results table and each
+    garbage collection (whichever thread ran it, every other thread waited for the GIL)."""
 
     def __init__(self) -> None:
         self.flushes: dict[str, list[float]] = defaultdict(list)
         self.paints: list[tuple[float, float]] = []  # (wall ms, CPU ms)
+        self.collections: dict[int, list[float]] = defaultdict(list)  # generation: ms
+        self._gc_started = 0.0
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.collections[info["generation"]].append(
+                (time.perf_counter() - self._gc_started) * 1000
+            )
 
     def install(self) -> None:
         """Before the window is built: wrap the flush, and the results table's class."""
@@ -198,8 +212,14 @@ class Profile:
         print(f"    stalls (ms wall/on a CPU/waiting for one): {stalls or 'none'}")
         busy = sorted(monitor.cpu_by_thread.items(), key=lambda item: -item[1])[:6]
         print("    CPU s by thread: " + ", ".join(f"{name} {sec:.1f}" for name, sec in busy))
+        collected = ", ".join(
+            f"gen{generation} {len(ms)}, longest {max(ms):.0f} ms"
+            for generation, ms in sorted(self.collections.items())
+        )
+        print(f"    garbage collections: {collected or 'none'}")
         self.flushes.clear()
         self.paints.clear()
+        self.collections.clear()
 
 
 @dataclass

@@ -5,8 +5,11 @@ threads, far more often than a screen can show. Producers call :meth:`BatchBuffe
 a lock and a list append); the first push after a flush asks the GUI thread, through the qasync
 loop, to arm a single-shot timer; when it fires, the consumer gets everything gathered so far
 in one call, or at most ``max_items`` of it: the rest waits for the next tick, so one flush
-never holds the GUI thread for long when a producer outruns the screen. Nothing wakes the GUI
-thread while nothing arrives.
+never holds the GUI thread for long when a producer outruns the screen. With ``budget_ms``
+the flush is time-sliced as well: from what the last call cost per item, the consumer gets only
+as many items as fit in the budget (a table's insertion grows dearer as the table grows), and
+the rest follows at the next turn of the event loop, after the window has painted and handled
+its input. Nothing wakes the GUI thread while nothing arrives.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from workstation.ui.common.thread_guard import check_gui_thread
 
 #: Milliseconds between two flushes: ~10 a second.
 FLUSH_INTERVAL_MS = 100
+#: The fewest items a time-sliced flush hands over (a slow call must not starve the rest).
+MIN_SLICE = 100
 
 
 class BatchBuffer(QObject):
@@ -34,12 +39,16 @@ class BatchBuffer(QObject):
         *,
         interval_ms: int = FLUSH_INTERVAL_MS,
         max_items: int | None = None,
+        budget_ms: float | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._consume = consume
         self._interval = interval_ms / 1000
         self._max_items = max_items
+        self._budget = None if budget_ms is None else budget_ms / 1000
+        self._slice: int | None = None  # with a budget: what the next timed flush may take
+        self._next_turn = False  # the last flush left items over for the next turn
         self._loop = gui_loop()
         self._lock = threading.Lock()
         self._items: list[Any] = []
@@ -75,6 +84,9 @@ class BatchBuffer(QObject):
         check_gui_thread("BatchBuffer._arm")
         if self._closed:
             return
+        if self._next_turn:  # the rest of a time-sliced flush
+            self._timer.start(0)
+            return
         wait = self._last_flush + self._interval - time.monotonic()
         self._timer.start(max(0, int(wait * 1000)))
 
@@ -89,7 +101,8 @@ class BatchBuffer(QObject):
         self._drain(None)
 
     def _on_timer(self) -> None:
-        self._drain(self._max_items)
+        limits = [n for n in (self._max_items, self._slice) if n is not None]
+        self._drain(min(limits) if limits else None)
 
     def _drain(self, limit: int | None) -> None:
         check_gui_thread("BatchBuffer flush")
@@ -101,12 +114,23 @@ class BatchBuffer(QObject):
             else:  # stays armed: the rest goes at the next tick
                 items, self._items = self._items[:limit], self._items[limit:]
             more = self._armed
-        self._last_flush = time.monotonic()
+        started = time.monotonic()
+        if not self._next_turn:
+            self._last_flush = started
+        self._next_turn = more and self._budget is not None and limit is not None
         if items and not self._closed:
             self.flushes += 1
             self._consume(items)
+            if self._budget is not None:
+                self._fit_slice(len(items), time.monotonic() - started)
         if more:
             self._arm()
+
+    def _fit_slice(self, count: int, seconds: float) -> None:
+        """Size the next timed flush so that it fits in the budget at this call's pace."""
+        assert self._budget is not None
+        fits = int(count * self._budget / seconds) if seconds > 0 else None
+        self._slice = None if fits is None else max(MIN_SLICE, fits)
 
     def clear(self) -> None:
         """Drop what is waiting (a new search started)."""

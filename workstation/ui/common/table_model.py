@@ -2,8 +2,8 @@
 
 Each subclass says how a row is keyed and how each column is shown and sorted; this class does
 the Qt bookkeeping: rows appended in one beginInsertRows/endInsertRows per batch, rows that
-already exist (same key) replaced in place with a dataChanged, removals, and a sort key in
-:data:`SORT_ROLE` for a QSortFilterProxyModel.
+already exist (same key) replaced in place with one dataChanged, removals, and the sorting: the
+model sorts itself, a new batch merged into the sorted rows in one layout change.
 
 Painting must stay cheap on the GUI thread even while worker threads hold the GIL: every call
 Qt makes into Python has to take the GIL first, and with a busy worker each take can wait up to
@@ -15,7 +15,8 @@ instead of about ten (``rowCount``, ``columnCount``, ``flags`` and one ``data`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 from operator import itemgetter
 from typing import Any, Generic, TypeVar, cast
@@ -89,6 +90,9 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
         self._cells: list[Cells] = []
         self._ncols = len(self.columns)
         self._sort: tuple[int, bool] | None = None  # (column, descending)
+        #: While sorted: the sort column's key of each row, in row order (a new batch is
+        #: merged into it); empty when unknown.
+        self._order: list[Any] = []
         self._align = tuple(
             int((_RIGHT if c in self.numeric else _LEFT).value) for c in self.columns
         )
@@ -136,6 +140,10 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
     def position(self, key: str) -> int | None:
         return self._positions.get(key)
 
+    def cell_text(self, position: int, column: int) -> str:
+        """The display text of one cell (no Qt call, no index)."""
+        return self._cells[position][0][column]
+
     def make_cells(self, row: R) -> Cells:
         """The display texts and sort keys of ``row``.
 
@@ -173,22 +181,25 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
                 fresh_pos[key] = len(fresh)
                 fresh.append(row)
                 fresh_cells.append(cells)
+        in_order = self._in_order(changed)
         if changed:
             self._changed(min(changed), max(changed))
+        first = len(self._rows)
         if fresh:
             ready = [
                 self.make_cells(row) if cells is None else self.prepared(row, cells)
                 for row, cells in zip(fresh, fresh_cells, strict=True)
             ]
-            first = len(self._rows)
             self.beginInsertRows(_ROOT, first, first + len(fresh) - 1)
             self._rows.extend(fresh)
             self._keys.extend(fresh_pos)  # in insertion order, as ``fresh``
             self._cells.extend(ready)
             self._positions.update(zip(fresh_pos, range(first, first + len(fresh)), strict=True))
             self.endInsertRows()
-        if changed or fresh:
+        if not in_order:
             self._resort()
+        elif fresh:
+            self._merge_from(first)
         return len(fresh)
 
     # -- sorting (in the model: a QSortFilterProxyModel costs a Python data() call per
@@ -204,42 +215,116 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
         self._resort()
 
     def _resort(self) -> None:
-        """Put the rows back in order (stable: equal keys keep their arrival order).
+        """Put every row back in order (stable: equal keys keep their arrival order).
 
-        Runs after every batch, over every row: only C-level list work (map, sorted with a C
-        key function, itemgetter, dict(zip)), no Python code per row. Rows already in order
-        and a sorted batch appended are two runs that the sort merges in linear time.
+        Only C-level list work (map, sorted with a C key function, itemgetter, dict(zip)), no
+        Python code per row; a batch of new rows is merged instead (:meth:`_merge_from`).
         """
+        self._order = []
         count = len(self._rows)
-        if self._sort is None or count < 2:
+        if self._sort is None:
             return
         column, descending = self._sort
         keys = list(map(itemgetter(column), map(itemgetter(1), self._cells)))
+        if count < 2:
+            self._order = keys
+            return
         order = sorted(range(count), key=keys.__getitem__, reverse=descending)
         if order == list(range(count)):
+            self._order = keys
             return
+        self._order = list(itemgetter(*order)(keys))
+        moved_to: list[int] | None = None
+
+        def new_position(old: int) -> int:
+            nonlocal moved_to
+            if moved_to is None:  # the inverse permutation, when a persistent index asks
+                moved_to = sorted(range(count), key=order.__getitem__)
+            return moved_to[old]
+
+        self._permute(order, new_position)
+
+    def _merge_from(self, first: int) -> None:
+        """Merge the rows from ``first`` on, just appended, into the sorted ones before them.
+
+        The batch is sorted alone and each of its rows placed by bisection among the sorted
+        keys (after their equals: arrival order), so a flush costs the batch's sort and a copy
+        of the lists, not a sort of the whole table.
+        """
+        count = len(self._rows)
+        if self._sort is None or len(self._order) != first:
+            self._resort()
+            return
+        column, descending = self._sort
+        tail = [cells[1][column] for cells in self._cells[first:]]
+        batch = sorted(range(count - first), key=tail.__getitem__, reverse=descending)
+        prefix = self._order
+        if descending:
+            ascending = prefix[::-1]
+            at = [first - bisect_left(ascending, tail[j]) for j in batch]
+        else:
+            at = [bisect_right(prefix, tail[j]) for j in batch]
+        self._order = prefix + tail
+        if at[0] == first and batch == list(range(count - first)):
+            return  # the batch belongs after every row, in the order it came: nothing moves
+        order: list[int] = []
+        done = 0
+        for place, j in zip(at, batch, strict=True):
+            if place > done:
+                order.extend(range(done, place))
+                done = place
+            order.append(first + j)
+        order.extend(range(done, first))
+        self._order = list(itemgetter(*order)(self._order))
+        rank = {first + j: k for k, j in enumerate(batch)}
+
+        def new_position(old: int) -> int:
+            if old >= first:
+                k = rank[old]
+                return at[k] + k
+            return old + bisect_right(at, old)
+
+        self._permute(order, new_position)
+
+    def _permute(self, order: list[int], new_position: Callable[[int], int]) -> None:
+        """Rearrange the rows so that row ``i`` is the old row ``order[i]``, in one layout
+        change; ``new_position(old)`` moves the persistent indexes (the selection)."""
         self.layoutAboutToBeChanged.emit()
         before = self.persistentIndexList()
         pick = itemgetter(*order)
         self._rows = list(pick(self._rows))
         self._cells = list(pick(self._cells))
         self._keys = list(pick(self._keys))
-        self._positions = dict(zip(self._keys, range(count), strict=True))
+        self._positions = dict(zip(self._keys, range(len(self._keys)), strict=True))
         if before:
-            moved_to = sorted(range(count), key=order.__getitem__)  # the inverse permutation
-            after = [self.index(moved_to[i.row()], i.column()) for i in before]
+            after = [self.index(new_position(i.row()), i.column()) for i in before]
             self.changePersistentIndexList(before, after)
         self.layoutChanged.emit()
+
+    def _in_order(self, changed: list[int]) -> bool:
+        """Whether the rows are still in order after the rows at ``changed`` were merged in
+        place: they are while those rows kept their sort keys."""
+        if self._sort is None or len(self._order) != len(self._rows):
+            return self._sort is None
+        column = self._sort[0]
+        for position in changed:
+            key = self._cells[position][1][column]
+            if key != self._order[position]:
+                return False
+        return True
 
     def remove_keys(self, keys: Iterable[str]) -> None:
         """Remove the rows with these keys (one beginRemoveRows per row, from the bottom)."""
         check_gui_thread(f"{type(self).__name__}.remove_keys")
         positions = sorted((self._positions[k] for k in keys if k in self._positions), reverse=True)
+        ordered = len(self._order) == len(self._rows)
         for position in positions:
             self.beginRemoveRows(_ROOT, position, position)
             del self._rows[position]
             del self._cells[position]
             del self._keys[position]
+            if ordered:
+                del self._order[position]
             self.endRemoveRows()
         if positions:
             self._positions = dict(zip(self._keys, range(len(self._keys)), strict=True))
@@ -251,6 +336,7 @@ class RowTableModel(QAbstractTableModel, Generic[R, C]):
         self._keys = []
         self._positions = {}
         self._cells = []
+        self._order = []
         self.endResetModel()
 
     def refresh_column(self, column: C, keys: Iterable[str] | None = None) -> None:

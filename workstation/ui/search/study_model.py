@@ -1,44 +1,25 @@
 """The study results table: one :class:`~workstation.results.StudyRow` per line.
 
-Rows arrive in batches from the search (see :mod:`workstation.ui.search.study_search`); the same
+Rows arrive in batches from the search (see :mod:`workstation.ui.search.study_search`), their
+cells made in the C-FIND helper process (:mod:`.study_cells`, which holds the columns); the same
 StudyInstanceUID from a second node merges into the existing line, listing both sources. The
 "Local" column compares the local store's instance count with NumberOfStudyRelatedInstances.
 """
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QColor, QFont
 
-from workstation.results import (
-    LocalPresence,
-    StudyRow,
-    format_date,
-    format_person_name,
-    format_time,
-)
+from workstation.results import LocalPresence, StudyRow
 from workstation.ui.common.table_model import Cells, RowTableModel
 from workstation.ui.common.thread_guard import check_gui_thread
+from workstation.ui.search import study_cells
+from workstation.ui.search.study_cells import StudyColumn
 
-
-class StudyColumn(Enum):
-    PATIENT_NAME = "Patient name"
-    PATIENT_ID = "Patient ID"
-    BIRTH_DATE = "Birth date"
-    SEX = "Sex"
-    STUDY_DATE = "Study date"
-    MODALITIES = "Modality"
-    DESCRIPTION = "Study description"
-    ACCESSION = "Accession"
-    REFERRING = "Referring physician"
-    SERIES = "Series"
-    INSTANCES = "Images"
-    SOURCES = "Source"
-    LOCAL = "Local"
-
+__all__ = ["StudyColumn", "StudyTableModel"]
 
 _LOCAL_COLUMN = list(StudyColumn).index(StudyColumn.LOCAL)
 _COMPLETE = QColor(0x1B, 0x7F, 0x3B)
@@ -73,8 +54,8 @@ class StudyTableModel(RowTableModel[StudyRow, StudyColumn]):
         return LocalPresence.of(self.local_count(row.study_uid), row.instance_count)
 
     def prepared(self, row: StudyRow, cells: Cells) -> Cells:
-        """Redo the Local column of a row the search worker prepared, when the store's count
-        for it arrived in the meantime (a worker reads ``_local`` without the GUI thread)."""
+        """Redo the Local column of a row prepared elsewhere (by :class:`.StudyCells`, which
+        knows nothing of the store) when the store holds some of the study."""
         if row.study_uid in self._local:
             col = _LOCAL_COLUMN
             cells[0][col] = self.display(row, StudyColumn.LOCAL)
@@ -96,48 +77,13 @@ class StudyTableModel(RowTableModel[StudyRow, StudyColumn]):
     # -- cells -----------------------------------------------------------------------------------
 
     def display(self, row: StudyRow, column: StudyColumn) -> str:
-        match column:
-            case StudyColumn.PATIENT_NAME:
-                return format_person_name(row.patient_name)
-            case StudyColumn.PATIENT_ID:
-                return row.patient_id
-            case StudyColumn.BIRTH_DATE:
-                return format_date(row.birth_date)
-            case StudyColumn.SEX:
-                return row.sex
-            case StudyColumn.STUDY_DATE:
-                return f"{format_date(row.study_date)} {format_time(row.study_time)}".strip()
-            case StudyColumn.MODALITIES:
-                return "/".join(row.modalities)
-            case StudyColumn.DESCRIPTION:
-                return row.description
-            case StudyColumn.ACCESSION:
-                return row.accession
-            case StudyColumn.REFERRING:
-                return format_person_name(row.referring_physician)
-            case StudyColumn.SERIES:
-                return "" if row.series_count is None else str(row.series_count)
-            case StudyColumn.INSTANCES:
-                return "" if row.instance_count is None else str(row.instance_count)
-            case StudyColumn.SOURCES:
-                return ", ".join(row.sources)
-            case StudyColumn.LOCAL:
-                return str(self.presence(row))
-        return ""
+        return study_cells.display(row, column, self.local_count(row.study_uid))
 
     def sort_key(self, row: StudyRow, column: StudyColumn) -> Any:
-        match column:
-            case StudyColumn.SERIES:
-                return -1 if row.series_count is None else row.series_count
-            case StudyColumn.INSTANCES:
-                return -1 if row.instance_count is None else row.instance_count
-            case StudyColumn.STUDY_DATE:
-                return f"{row.study_date}{row.study_time}"
-            case StudyColumn.BIRTH_DATE:
-                return row.birth_date
-            case StudyColumn.LOCAL:
-                return self.local_count(row.study_uid)
-        return self.display(row, column).casefold()
+        return study_cells.sort_key(row, column, self.local_count(row.study_uid))
+
+    def make_cells(self, row: StudyRow) -> Cells:
+        return study_cells.study_cells(row, self.local_count(row.study_uid))
 
     def tooltip(self, row: StudyRow, column: StudyColumn) -> str | None:
         match column:

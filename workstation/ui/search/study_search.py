@@ -1,15 +1,16 @@
 """Runs a study search on one or several nodes and streams the matches into the study table.
 
 Each (node, query) pair is one background task. Its C-FIND runs in the window's helper process
-(:mod:`.find_process`, which keeps the C-FIND's reading thread off the window's GIL); the task
-pushes every accepted :class:`StudyRow`, with its cells already formatted (the per-row work is
-done in the worker, not on the GUI thread), into a :class:`BatchBuffer`, and waits at a
-:class:`WorkerGate` while the window paints. The buffer hands the rows to the model at most ~10
-times a second and at most :data:`MAX_ROWS_PER_FLUSH` at a time, so the first studies show
-while the PACS still answers and no flush freezes the window. The search is finished once
-every node answered and the buffer is drained. Rows from an older search are dropped by
-generation number. Stop cancels every task (C-CANCEL, then abort after a grace period, in
-:mod:`workstation.dimse.find`).
+(:mod:`workstation.dimse.find_helper`, which keeps the C-FIND's reading thread off the window's
+GIL), and so does the per-row work: the client-side refine and each row's table cells
+(:class:`.StudyCells`). The task only counts what comes and hands each batch of
+``(row, cells)`` to a :class:`BatchBuffer`, the one throttle on the way to the table: it hands
+the rows to the model ~5 times a second (each flush repaints the table), each time at most
+what fits in :data:`FLUSH_BUDGET_MS` (and :data:`MAX_ROWS_PER_FLUSH`), the rest at the next
+turn of the event loop, so the first studies show while the PACS still answers and no flush
+freezes the window. The search is finished once every node answered and the buffer is
+drained. Rows from an older search are dropped by generation number. Stop cancels every task
+(C-CANCEL, then abort after a grace period, in :mod:`workstation.dimse.find`).
 
 Counting: a name search sends up to three spellings to each node (see
 :mod:`.criteria`), so a node answers the same study up to three times, and the same study
@@ -18,8 +19,8 @@ So each node's count is of the *distinct studies shown* from it, and the status 
 of them are on more than one node, so the numbers add up (:meth:`StudySearch.status_text`).
 
 Threads: the worker function of :meth:`StudySearch._run_query` touches no Qt object (the
-model's ``make_cells`` is plain Python, the buffer and the gate are thread-safe); everything
-else here runs on the GUI thread, checked by :func:`.thread_guard.check_gui_thread`.
+buffer is thread-safe); everything else here runs on the GUI thread, checked by
+:func:`.thread_guard.check_gui_thread`.
 """
 
 from __future__ import annotations
@@ -50,15 +51,19 @@ from workstation.ui.common.batch_buffer import BatchBuffer
 from workstation.ui.common.table_model import Cells
 from workstation.ui.common.tasks import Task, TaskContext, TaskRunner, describe_error
 from workstation.ui.common.thread_guard import check_gui_thread
+from workstation.ui.search.study_cells import StudyCells
 from workstation.ui.search.study_model import StudyTableModel
-from workstation.ui.search.worker_gate import MAX_HOLD_MS, WorkerGate
 
 log = logging.getLogger(__name__)
 
 #: Matches one query may return before it is stopped (C-CANCEL) and the user asked to refine.
 MAX_MATCHES_PER_QUERY = 5000
-#: Rows added to the table per flush (~10 a second): each flush stays well under 15 ms.
+#: Rows added to the table per flush (~10 a second), at most.
 MAX_ROWS_PER_FLUSH = 500
+#: Milliseconds of the GUI thread one flush may take: fewer rows when the table grows.
+FLUSH_BUDGET_MS = 8
+#: Milliseconds between two flushes: each repaints the table (15-30 ms of a CPU), ~5 a second.
+FLUSH_INTERVAL_MS = 200
 
 
 @dataclass
@@ -159,9 +164,13 @@ class StudySearch(QObject):
         self._calling_aet = calling_aet
         self._generation = 0
         self._current: _Search | None = None
-        self.buffer = BatchBuffer(self._add_rows, max_items=MAX_ROWS_PER_FLUSH, parent=self)
-        #: Search workers wait at this gate while the window paints the results or adds rows.
-        self.gate = WorkerGate(self)
+        self.buffer = BatchBuffer(
+            self._add_rows,
+            interval_ms=FLUSH_INTERVAL_MS,
+            max_items=MAX_ROWS_PER_FLUSH,
+            budget_ms=FLUSH_BUDGET_MS,
+            parent=self,
+        )
         self.finder = FindProcess()
         self._ticker = QTimer(self)
         self._ticker.setInterval(250)
@@ -244,38 +253,38 @@ class StudySearch(QObject):
     # -- the worker side -----------------------------------------------------------------------
 
     def _run_query(self, search: _Search, node: RemoteNode, query: Query) -> Task[Any]:
-        criteria = search.criteria
         generation = search.generation
         aet = self._calling_aet()
         # Everything the worker uses, taken here on the GUI thread: no attribute of this
         # QObject is read in the worker, and nothing in ``work`` is a Qt object.
         buffer = self.buffer  # thread-safe: a lock and a list
-        gate = self.gate  # thread-safe: a threading.Event
         finder = self.finder  # plain Python
-        make_cells = self.model.make_cells  # reads no Qt object: safe in the worker
+        prepare = StudyCells(search.criteria)  # runs in the helper process
         answers = _Answers()  # filled by the worker, read by the callbacks once it is done
 
         def work(context: TaskContext) -> None:
             outcome = FindOutcome()
-            batches = finder.study_rows(
+            batches = finder.prepared_rows(
                 node,
                 query,
+                prepare,
                 calling_aet=aet,
                 limit=MAX_MATCHES_PER_QUERY,
                 cancel=context.cancel,
                 outcome=outcome,
             )
-            for rows in batches:
-                for row in rows:
-                    gate.wait()
-                    answers.count += 1
+            for batch in batches:
+                answers.count += len(batch)
+                shown = []
+                for row, cells in batch:
                     if not row.study_uid:
                         continue
-                    if criteria.accepts(row):
-                        answers.shown.add(row.study_uid)
-                        buffer.push((generation, row, make_cells(row)))
-                    else:
+                    if cells is None:
                         answers.refined_out.add(row.study_uid)
+                    else:
+                        answers.shown.add(row.study_uid)
+                        shown.append((generation, row, cells))
+                buffer.extend(shown)
             answers.limited = outcome.limited
 
         return self.runner.run(
@@ -289,7 +298,6 @@ class StudySearch(QObject):
 
     def _add_rows(self, items: list[tuple[int, StudyRow, Cells]]) -> None:
         check_gui_thread("StudySearch._add_rows")
-        self.gate.hold(MAX_HOLD_MS)  # until the rows are painted
         prepared = [
             (row, cells) for generation, row, cells in items if generation == self._generation
         ]
@@ -383,7 +391,6 @@ class StudySearch(QObject):
         self.stop(quiet=True)
         self._ticker.stop()
         self.buffer.close()
-        self.gate.close()
         self.finder.close()
 
 

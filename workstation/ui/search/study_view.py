@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelection, QPoint, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QFont, QFontMetrics, QGuiApplication
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QHeaderView,
     QLabel,
     QMenu,
+    QStyle,
     QVBoxLayout,
     QWidget,
 )
@@ -34,6 +34,8 @@ _WIDTHS = {
 }
 #: The widest a column grows to fit its content on the first results (pixels).
 MAX_FIT_WIDTH = 280
+#: The first results measured for that: a sample, not the thousand rows a size hint reads.
+FIT_SAMPLE = 100
 #: Milliseconds a study must stay selected before its series are fetched (arrow-key browsing).
 SERIES_DELAY_MS = 150
 
@@ -52,20 +54,12 @@ class StudyView(QWidget):
         self.counter.setObjectName("searchCounter")
         self.table = TableView()
         self.table.setObjectName("studyTable")
-        self.table.setModel(model)  # sorts itself (see RowTableModel.sort)
-        self.table.setSortingEnabled(True)
-        self.table.sortByColumn(
-            list(StudyColumn).index(StudyColumn.STUDY_DATE), Qt.SortOrder.DescendingOrder
+        self.table.configure(  # the model sorts itself (see RowTableModel.sort)
+            model,
+            sort=(list(StudyColumn).index(StudyColumn.STUDY_DATE), Qt.SortOrder.DescendingOrder),
         )
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setAlternatingRowColors(True)
-        self.table.setWordWrap(False)
         # Accession numbers and IDs differ at their end: cut long values in the middle.
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(22)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
@@ -99,17 +93,29 @@ class StudyView(QWidget):
 
     def _fit_columns_once(self, *_: object) -> None:
         """On the first results, widen the columns whose content is cut (up to
-        ``MAX_FIT_WIDTH``); never narrower than they are: the user's widths stay."""
+        ``MAX_FIT_WIDTH``); never narrower than they are: the user's widths stay.
+
+        Measures the display text of the first :data:`FIT_SAMPLE` rows with the cell's font:
+        ``sizeHintForColumn`` asks the delegate about up to a thousand rows, which held the
+        GUI thread for tens of milliseconds when the first batch of a large search came."""
         if self._fitted:
             return
         self._fitted = True
         self._fitting = True
         try:
             stretch = list(StudyColumn).index(StudyColumn.DESCRIPTION)
-            for column in range(self.model.columnCount()):
-                if column == stretch or self.table.isColumnHidden(column):
+            model, table = self.model, self.table
+            rows = range(min(FIT_SAMPLE, model.rowCount()))
+            margin = table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, table)
+            padding = 2 * (margin + 1) + 8 + (1 if table.showGrid() else 0)
+            for column in range(model.columnCount()):
+                if column == stretch or table.isColumnHidden(column) or not rows:
                     continue
-                wanted = min(MAX_FIT_WIDTH, self.table.sizeHintForColumn(column) + 8)
+                font = model.data(model.index(0, column), Qt.ItemDataRole.FontRole)
+                metrics = QFontMetrics(font) if isinstance(font, QFont) else table.fontMetrics()
+                texts = (model.cell_text(row, column) for row in rows)
+                widest = max(metrics.horizontalAdvance(text) for text in texts)
+                wanted = min(MAX_FIT_WIDTH, widest + padding)
                 if wanted > self.table.columnWidth(column):
                     self.table.setColumnWidth(column, wanted)
         finally:
