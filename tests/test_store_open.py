@@ -35,7 +35,7 @@ class Spy:
         read_header, instance_files, subdirs = (
             recovery.read_header,
             recovery._instance_files,
-            recovery._subdirs,
+            recovery._subdir_names,
         )
 
         def spy_header(source: Path) -> InstanceRecord:
@@ -46,13 +46,13 @@ class Spy:
             self.listed.append(directory)
             return instance_files(directory)
 
-        def spy_subdirs(directory: Path) -> list[Path]:
+        def spy_subdirs(directory: Path) -> list[str]:
             self.walked.append(directory)
             return subdirs(directory)
 
         monkeypatch.setattr(recovery, "read_header", spy_header)
         monkeypatch.setattr(recovery, "_instance_files", spy_files)
-        monkeypatch.setattr(recovery, "_subdirs", spy_subdirs)
+        monkeypatch.setattr(recovery, "_subdir_names", spy_subdirs)
 
 
 def indexed_paths(root: Path) -> set[str]:
@@ -225,3 +225,33 @@ def test_the_journal_stays_empty_once_rows_commit_and_goes_on_close(tmp_path: Pa
         assert sum(p.stat().st_size for p in (root / ".workstation").glob("inflight-*")) == 0
     assert not list((root / ".workstation").glob("inflight-*"))
     assert not (root / ".workstation" / "open").exists()
+
+
+def test_a_full_check_reads_the_index_in_chunks_and_repairs_across_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full check fetches series and frees its set a few at a time (so that the window
+    never stalls on it at a million instances): nothing may fall between two chunks."""
+    root = tmp_path / "store"
+    series = [f"{STUDY}.{n}" for n in range(1, 8)]
+    with LocalStore(root) as store:
+        for uid in series:
+            for i in range(3):
+                store.store_bytes(make_instance(f"{uid}.{i}", STUDY, uid))
+        store.store_bytes(make_instance(f"{OTHER_STUDY}.1.1", OTHER_STUDY, f"{OTHER_STUDY}.1"))
+    gone = root / STUDY / series[2] / f"{series[2]}.1.dcm"
+    gone.unlink()  # a row without its file, in the middle of the series
+    unindexed = root / STUDY / series[5] / f"{series[5]}.9.dcm"  # copied in by hand
+    unindexed.write_bytes(make_instance(f"{series[5]}.9", STUDY, series[5]))
+    monkeypatch.setattr(recovery, "CHUNK", 2)
+    pauses: list[None] = []
+    monkeypatch.setattr(recovery, "_pause", lambda: pauses.append(None))
+    with LocalStore(root) as store:
+        report = store.check()
+        store.flush()
+        assert (report.indexed, report.removed, report.skipped) == (1, 1, 0)
+        assert report.checked == len(series) + 1 and not report.cancelled
+        assert store.path_of(f"{series[2]}.1") is None
+        assert store.path_of(f"{series[5]}.9") == unindexed
+        assert len(store.index.instance_uids()) == len(series) * 3 + 1
+    assert len(pauses) >= 4  # it let other threads in between the chunks

@@ -13,14 +13,18 @@ and kept under ``--workdir`` keyed by size and index schema (version and a hash 
 Each size runs in a child process (its RSS is the window's), which times: opening the store
 after a crash (another process opened it and was killed) and after a clean close; then, each
 round on a new :class:`MainWindow` offscreen with a 10 ms timer (as bench_gui's) noting
-event-loop gaps: its construction; the tracker's "Local" recount of 500 result studies (half
-held); the Local store tab until the patient list has painted rows; ``--keystroke`` typed in
-the filter box (longest gap; time until the list changed and painted, then stayed quiet 0.5 s);
-clearing it (longest gap); a thread storing ``--arrivals`` instances as a retrieve does (median
-``StoreBrowser.refresh``, share of the time the GUI thread was on a CPU); deleting each arrived
-study (``LocalStore.delete_study`` on a worker thread); the RSS (of the first window, and after
-the last round's). Last, importing ``--import-files`` small Part-10 files, in instances/s (the
-store is put back after).
+event-loop gaps: its construction; the "Local" column of 500 result studies (half held): the
+rows are put in the Query/Retrieve table as a search's batch puts them, then timed from the
+search's ``rows_added`` until the tracker's counts are in their Local cells (and the longest
+gap meanwhile); the Local store tab until the patient list has painted rows; ``--keystroke``
+typed in the filter box (longest gap; time until the list changed and painted, then stayed
+quiet 0.5 s); clearing it (longest gap); a thread storing ``--arrivals`` instances as a
+retrieve does: per browser refresh, the GUI thread's time (the call, which sends the query to
+a worker, plus applying the rows it read) and the latency until the patient list's ``loaded``
+signal says they are applied, the longest gap, and the share of the time the GUI thread was
+on a CPU; deleting each arrived study (``LocalStore.delete_study`` on a worker thread); the
+RSS (of the first window, and after the last round's). Last, importing ``--import-files``
+small Part-10 files, in instances/s (the store is put back after).
 Cells are medians over the rounds with min-max, "-" when nothing was measured.
 """
 
@@ -88,6 +92,14 @@ except ImportError:  # the layout before
     from workstation.ui.session import Session  # type: ignore[no-redef]
     from workstation.ui.store_browser import StoreBrowser  # type: ignore[no-redef]
     from workstation.ui.tasks import gui_loop  # type: ignore[no-redef]
+try:  # the paged patient list and the search's cells (trees before them refresh in one call)
+    from workstation.results import StudyRow
+    from workstation.ui.local_store.store_pages import PatientPages
+    from workstation.ui.search.study_cells import study_cells
+except ImportError:
+    PatientPages = None  # type: ignore[assignment,misc]
+    StudyRow = None  # type: ignore[assignment,misc]
+    study_cells = None  # type: ignore[assignment]
 
 TREE = Path(sys.path[0]).resolve()
 
@@ -159,11 +171,45 @@ def patient_list(window: MainWindow) -> QTableView:
     return window.store_browser.patient_view
 
 
+def load_results(window: MainWindow, study_uids: list[str]) -> None:
+    """Put result rows for ``study_uids`` in the Query/Retrieve table as a search's batch
+    does, their cells made beforehand (as the find helper process makes them); nothing in a
+    tree before that search."""
+    if StudyRow is None or study_cells is None:
+        return
+    rows = [
+        StudyRow(study_uid=uid, patient_name=f"BENCH^{n}", instance_count=INSTANCES_PER_STUDY,
+                 sources=("BENCH",))
+        for n, uid in enumerate(study_uids)
+    ]  # fmt: skip
+    window.study_model.upsert_prepared([(row, study_cells(row)) for row in rows])
+
+
 def look_up_local(window: MainWindow, study_uids: list[str], done: Callable[[], None]) -> None:
-    """Ask for the "Local" counts of result studies; ``done()`` once they are known."""
+    """What the search does next with the rows :func:`load_results` added (``rows_added``:
+    the tracker asks a worker for their "Local" counts); ``done()`` once the counts are in
+    the model's Local cells."""
     tracker = window.tracker
     tracker.recounted.connect(lambda _uids: done())
-    tracker.recount(study_uids)
+    if StudyRow is None or study_cells is None:  # a tree before: the tracker's recount alone
+        tracker.recount(study_uids)
+        return
+    window.search.rows_added.emit(list(study_uids))
+
+
+def local_cells(window: MainWindow, study_uids: list[str]) -> list[str]:
+    """The Local column's text of result studies (empty for a study not in the table)."""
+    model = window.study_model
+    column = [c.name for c in model.columns].index("LOCAL")
+    cells = []
+    for uid in study_uids:
+        position = model.position(uid)
+        cells.append("" if position is None else str(model.index(position, column).data()))
+    return cells
+
+
+def clear_results(window: MainWindow) -> None:
+    window.study_model.clear()
 
 
 # -- generated stores ---------------------------------------------------------------------------
@@ -300,24 +346,63 @@ def cached_import_folder(workdir: Path, files: int) -> Path:
 
 # -- the child process of one size ------------------------------------------------------------
 
-REFRESHES: list[tuple[float, float]] = []  # (start, seconds) of every browser refresh
+#: Every browser refresh: (start, GUI-thread seconds, seconds until its rows were applied).
+REFRESHES: list[tuple[float, float, float]] = []
+_PENDING: list[list[float]] = []  # refreshes not applied yet: [start, GUI-thread seconds]
 #: Plain threads for the store's blocking calls (qasync's default executor uses QThreads).
 BLOCKING = ThreadPoolExecutor(1, thread_name_prefix="bench-blocking")
 QUIET_S = 0.5
 
 
 def time_refreshes() -> None:
-    """Wrap the browser's refresh (before any window exists) to time each call."""
+    """Time each browser refresh (wrapped before any window exists): the GUI thread's share
+    (the call, which only sends the query to a worker, plus landing its rows: the patient
+    list's ``apply`` or ``_replace`` and the browser's ``_changed``) and the latency until the
+    patient list's ``loaded`` signal says its rows are applied (:func:`refresh_landed`).
+    In a tree whose refresh reads and applies in the call, both are the call."""
     original = getattr(StoreBrowser, REFRESH_METHOD)
+    asynchronous = PatientPages is not None
 
     def timed(self: StoreBrowser, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         try:
             return original(self, *args, **kwargs)
         finally:
-            REFRESHES.append((start, time.perf_counter() - start))
+            took = time.perf_counter() - start
+            if asynchronous:
+                _PENDING.append([start, took])
+            else:
+                REFRESHES.append((start, took, took))
 
     setattr(StoreBrowser, REFRESH_METHOD, timed)
+    if not asynchronous:
+        return
+    landing = [(PatientPages, "apply"), (PatientPages, "_replace"), (StoreBrowser, "_changed")]
+    for owner, name in landing:
+        setattr(owner, name, _on_gui_thread(getattr(owner, name)))
+
+
+def _on_gui_thread(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method``, its time added to the oldest refresh not applied yet."""
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            if _PENDING:
+                _PENDING[0][1] += time.perf_counter() - start
+
+    return timed
+
+
+def refresh_landed() -> None:
+    """The patient list applied what a worker read (its ``loaded`` signal): the refreshes
+    asked before now are done."""
+    now = time.perf_counter()
+    while _PENDING:
+        start, gui = _PENDING.pop(0)
+        REFRESHES.append((start, gui, now - start))
 
 
 class ListWatch(QObject):
@@ -449,11 +534,12 @@ async def arrivals(
     gaps = monitor.stop()
     if errors:
         raise errors[0]
-    refreshes = [d for t, d in REFRESHES if t >= start]
+    refreshes = [(gui, latency) for t, gui, latency in REFRESHES if t >= start]
     say(f"  arrivals: {len(refreshes)} refreshes, longest gap {max(gaps):.0f} ms")
-    figures = {"refresh_busy": 100 * monitor.gui_cpu / wall}
+    figures = {"refresh_busy": 100 * monitor.gui_cpu / wall, "refresh_stall": max(gaps) / 1000}
     if refreshes:
-        figures["refresh"] = median(refreshes)
+        figures["refresh"] = median([gui for gui, _ in refreshes])
+        figures["refresh_latency"] = median([latency for _, latency in refreshes])
     return figures
 
 
@@ -470,15 +556,27 @@ async def window_round(
         window = MainWindow(session)
         figures["construct"] = time.perf_counter() - start
         window.show()
+        pages = getattr(window.store_browser, "patients", None)
+        if PatientPages is not None and isinstance(pages, PatientPages):
+            pages.loaded.connect(refresh_landed)
         await asyncio.sleep(1.0)
         studies = max(1, args.studies)
         held = [study_uid(i) for i in range(0, studies, max(1, studies // 250))][:250]
         wanted = held + [f"{UID_ROOT}.9.{i}" for i in range(500 - len(held))]
         answered: list[float] = []
+        load_results(window, wanted)
+        await asyncio.sleep(0.5)  # the rows painted, as a search's batch would be
+        monitor.start()
         start = time.perf_counter()
         look_up_local(window, wanted, lambda: answered.append(time.perf_counter()))
         await wait_until(lambda: bool(answered), 600, "the Local look-up")
         figures["lookup"] = answered[0] - start
+        figures["lookup_stall"] = max(monitor.stop()) / 1000
+        if StudyRow is not None:
+            shown = local_cells(window, held)
+            if not all(shown):
+                raise RuntimeError(f"Local cells left empty: {shown.count('')} of {len(shown)}")
+            clear_results(window)
         watch = ListWatch(patient_list(window))
         monitor.start()
         start = time.perf_counter()
@@ -607,9 +705,14 @@ ROWS = (
     ("key_stall", "first keystroke of the name filter: window frozen", "ms", "< 50 ms stall"),
     ("key_list", "first keystroke of the name filter: until the list shows", "ms", "< 100 ms"),
     ("clear_stall", "clearing the filter: longest stall", "ms", "< 50 ms"),
-    ("refresh", "browser refresh (every 400 ms) while images arrive", "ms", "< 10 ms"),
+    ("refresh", "browser refresh (every 400 ms) while images arrive: GUI thread", "ms",
+     "< 10 ms"),
+    ("refresh_latency", "  until its rows are applied", "ms", ""),
+    ("refresh_stall", "  longest stall meanwhile", "ms", "< 50 ms"),
     ("refresh_busy", "  the GUI thread busy meanwhile", "%", ""),
-    ("lookup", 'first "Local" column look-up of 500 studies', "ms", "< 20 ms"),
+    ("lookup", 'first "Local" column look-up of 500 result studies: cells filled', "ms",
+     "< 20 ms"),
+    ("lookup_stall", "  longest stall meanwhile", "ms", "< 50 ms"),
     ("delete", "delete a study (holds the index writer)", "ms", "< 50 ms"),
     ("construct", "window construction", "ms", "< 150 ms"),
     ("import", "import a folder", "/s", "≥ 2,000 instances/s"),

@@ -193,7 +193,11 @@ def _text(values: dict[int, bytes], keyword: str, tag: int, encodings: list[str]
     if raw is None:
         return ""
     try:
-        if encodings is None:
+        if raw.isascii() and b"\x1b" not in raw:
+            # Every character set DICOM names reads ASCII bytes without an escape sequence
+            # as ASCII (ISO 2022 switches only by ESC): decoding them directly is the same.
+            value = raw.decode("ascii")
+        elif encodings is None:
             value = _guess_decode(raw)
         elif keyword.endswith("Name"):  # PN: up to three groups, each may switch charset
             value = "=".join(decode_bytes(p, encodings, PN_DELIMS) for p in raw.split(b"="))

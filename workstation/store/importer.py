@@ -150,7 +150,7 @@ class _Source:
     """One file to import: a path, or a ZIP member; ``problem`` when refused up front."""
 
     name: str
-    path: Path | None = None
+    path: str | Path | None = None
     archive: zipfile.ZipFile | None = None
     member: zipfile.ZipInfo | None = None
     problem: str | None = None
@@ -234,7 +234,7 @@ def _plan(store: LocalStore, path: Path, stack: contextlib.ExitStack) -> list[_S
         dicomdir = _find_name(source, _DICOMDIR)
         if dicomdir is not None and dicomdir.is_file():
             return _plan_dicomdir(dicomdir)
-        return [_Source(str(f.relative_to(source)), path=f) for f in _walk(source)]
+        return [_Source(name, path=full) for name, full in _walk(source)]
     if source.name.upper().split(";")[0] == _DICOMDIR:
         return _plan_dicomdir(source)
     if _is_zip(source):
@@ -242,12 +242,17 @@ def _plan(store: LocalStore, path: Path, stack: contextlib.ExitStack) -> list[_S
     return [_Source(source.name, path=source)]
 
 
-def _walk(source: Path) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(source):
+def _walk(source: Path) -> Iterator[tuple[str, str]]:
+    """(name relative to ``source``, full path) of every file below it, in name order;
+    plain strings, no Path per file (a folder may hold a million)."""
+    top = os.fspath(source)
+    cut = len(top if top.endswith(os.sep) else top + os.sep)
+    for folder, dirs, files in os.walk(top):
         dirs.sort()
         for name in sorted(files):
             if not _is_index(name):
-                yield Path(folder, name)
+                full = os.path.join(folder, name)
+                yield full[cut:], full
 
 
 def _is_index(name: str) -> bool:
@@ -433,7 +438,7 @@ def _import_all(
     return cancel is not None and cancel.cancelled and done < total
 
 
-def _store_path(store: LocalStore, path: Path) -> StoredInstance:
+def _store_path(store: LocalStore, path: str | Path) -> StoredInstance:
     """One file (on a worker thread): a small one read in one call and checked from memory,
     a large one mapped; written without its own fsync (see :func:`import_paths`)."""
     fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | getattr(os, "O_BINARY", 0))

@@ -261,7 +261,7 @@ class LocalStore:
         source_aet: str,
         durable: bool = True,
     ) -> StoredInstance:
-        rel = instance_path(record.study_uid, record.series_uid, record.sop_instance_uid)
+        rel = str(instance_path(record.study_uid, record.series_uid, record.sop_instance_uid))
         received = datetime.now(UTC)
 
         token: list[int] = []  # the journal line of this write, until published
@@ -270,16 +270,16 @@ class LocalStore:
             self.index.submit(
                 replace(
                     record,
-                    path=str(rel),
+                    path=rel,
                     size=result.size,
                     source_aet=source_aet,
                     received_at=received,
                     duplicate=result.duplicate,
                 )
             )
-            self._pending[str(rel)] = self._pending.get(str(rel), 0) + 1
-            self._pending_sops[record.sop_instance_uid] = str(rel)
-            self._journal.published(str(rel), token.pop() if token else None)
+            self._pending[rel] = self._pending.get(rel, 0) + 1
+            self._pending_sops[record.sop_instance_uid] = rel
+            self._journal.published(rel, token.pop() if token else None)
             if not synced and self._fsync:  # a store opened with fsync=False never syncs
                 self._needs_sync = True
 
@@ -289,11 +289,11 @@ class LocalStore:
 
         def held_elsewhere() -> None:  # called under self._lock, before the file is visible
             previous = self._pending_sops.get(record.sop_instance_uid) or indexed
-            if previous is not None and previous != str(rel) and (self.root / previous).exists():
+            if previous is not None and previous != rel and (self.root / previous).exists():
                 # The same instance under another study or series: keep the stored one.
                 raise ContentConflict(self.root / previous)
             if not token:
-                token.append(self._journal.add_store(str(rel)))
+                token.append(self._journal.add_store(rel))
 
         synced = durable and self._fsync
         self._check_open()
@@ -314,7 +314,7 @@ class LocalStore:
                 result = write(keep_existing=True)
             except ContentConflict as conflict:
                 if conflict.path != self.root / rel or self._is_stored(
-                    str(rel), record.sop_instance_uid
+                    rel, record.sop_instance_uid
                 ):
                     raise
                 # A file nobody indexed (left by a write a power cut interrupted): replace it.

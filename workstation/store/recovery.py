@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -141,20 +141,27 @@ def reconcile(
 
     ``progress`` is called after each series folder (on this thread); ``cancel`` stops the
     walk between two folders (what was repaired so far stays repaired).
+
+    It runs beside the window at a million instances, so it never holds the interpreter long:
+    the series come from the index :data:`CHUNK` rows at a time, the folders are listed as
+    plain names, and the set of indexed series is built and freed in pieces (one big call
+    that builds or frees 200,000 objects holds the GIL, and stalls the GUI, for 100-200 ms).
     """
     started = time.monotonic()
     repairs = repairs if repairs is not None else Repairs(root, index)
     index.flush()
     indexed = skipped = removed = checked = 0
-    locations = index.series_locations()
-    indexed_series = set(locations)
+    indexed_series: set[str] = set()  # "study/series", one string each: fewer objects
+    for chunk in _series_chunks(index):
+        indexed_series.update(f"{study}/{series}" for study, series in chunk)
+        _pause()
     folders = [
-        (study_dir, series_dir)
-        for study_dir in _subdirs(root)
-        for series_dir in _subdirs(study_dir)
-        if (study_dir.name, series_dir.name) not in indexed_series
+        rel
+        for number, study in enumerate(_subdir_names(root))
+        for rel in _unindexed(root, study, indexed_series, number)
     ]
-    total = len(locations) + len(folders)
+    total = len(indexed_series) + len(folders)
+    _free(indexed_series)
     cancelled = False
 
     def step() -> bool:
@@ -164,32 +171,34 @@ def reconcile(
             progress(CheckProgress(checked, total))
         return cancel is not None and cancel.cancelled
 
-    for study_uid, series_uid in locations:
-        try:
-            prefix = f"{series_path(study_uid, series_uid)}/"
-        except InvalidInput:
-            log.warning("the index holds an invalid UID; its rows are left alone")
-            continue
-        rows = {
-            sop: rel
-            for sop, rel in index.instance_paths(series_uid).items()
-            if rel.startswith(prefix)
-        }
-        names = _instance_files(root / prefix)  # after the rows: a file never leaves first
-        on_disk = {prefix + name for name in names}
-        removed += repairs.remove_missing(
-            {sop: rel for sop, rel in rows.items() if rel not in on_disk}
-        )
-        for rel in sorted(on_disk - set(rows.values())):
-            added = _index_file(root, index, PurePosixPath(rel), repairs)
-            indexed, skipped = indexed + added, skipped + (not added)
-        if step():
-            cancelled = True
+    for chunk in _series_chunks(index):
+        for study_uid, series_uid in chunk:
+            try:
+                prefix = f"{series_path(study_uid, series_uid)}/"
+            except InvalidInput:
+                log.warning("the index holds an invalid UID; its rows are left alone")
+                continue
+            rows = {
+                sop: rel
+                for sop, rel in index.instance_paths(series_uid).items()
+                if rel.startswith(prefix)
+            }
+            names = _instance_files(root / prefix)  # after the rows: a file never leaves first
+            on_disk = {prefix + name for name in names}
+            removed += repairs.remove_missing(
+                {sop: rel for sop, rel in rows.items() if rel not in on_disk}
+            )
+            for rel in sorted(on_disk - set(rows.values())):
+                added = _index_file(root, index, PurePosixPath(rel), repairs)
+                indexed, skipped = indexed + added, skipped + (not added)
+            if step():
+                cancelled = True
+                break
+        if cancelled:
             break
-    for study_dir, series_dir in [] if cancelled else folders:
-        for name in sorted(_instance_files(series_dir)):
-            found = PurePosixPath(study_dir.name, series_dir.name, name)
-            added = _index_file(root, index, found, repairs)
+    for rel in [] if cancelled else folders:
+        for name in sorted(_instance_files(root / rel)):
+            added = _index_file(root, index, PurePosixPath(f"{rel}/{name}"), repairs)
             indexed, skipped = indexed + added, skipped + (not added)
         if step():
             cancelled = True
@@ -207,6 +216,50 @@ def reconcile(
         skipped,
     )
     return report
+
+
+#: Rows fetched, or objects built or freed, between two pauses of a full check.
+CHUNK = 2000
+
+
+def _pause() -> None:
+    """Let other threads (the GUI's) take the interpreter between two chunks of work."""
+    time.sleep(0)
+
+
+def _series_chunks(index: StoreIndex) -> Iterator[list[tuple[str, str]]]:
+    """Every (study UID, series UID) pair with instance rows, :data:`CHUNK` at a time, by
+    rowid (each chunk one short query: rows committed meanwhile are seen or not, both fine)."""
+    last = 0
+    while True:
+        rows = index.read(
+            "SELECT rowid, study_uid, series_uid FROM series WHERE rowid > ? ORDER BY rowid "
+            "LIMIT ?",
+            (last, CHUNK),
+        ).fetchall()
+        if not rows:
+            return
+        last = int(rows[-1][0])
+        yield [(str(study), str(series)) for _, study, series in rows]
+
+
+def _unindexed(root: Path, study: str, indexed_series: set[str], number: int) -> list[str]:
+    """The series folders of ``study`` (relative paths) that have no row in the index."""
+    if number % CHUNK == 0:
+        _pause()
+    return [
+        rel
+        for series in _subdir_names(root / study)
+        if (rel := f"{study}/{series}") not in indexed_series
+    ]
+
+
+def _free(items: set[str]) -> None:
+    """Empty a large set in pieces, pausing between them (see :func:`reconcile`)."""
+    while items:
+        for _ in range(min(CHUNK, len(items))):
+            items.pop()
+        _pause()
 
 
 def _check_folder(
@@ -289,10 +342,15 @@ def _sop_of(rel: str) -> str | None:
 
 def _subdirs(directory: Path) -> list[Path]:
     """Sub-directories whose names are not hidden (``.incoming``, ``.trash``...)."""
+    return [directory / name for name in _subdir_names(directory)]
+
+
+def _subdir_names(directory: Path) -> list[str]:
+    """The names of :func:`_subdirs`, as plain strings (one object each)."""
     try:
         with os.scandir(directory) as entries:
             return [
-                Path(e.path)
+                e.name
                 for e in entries
                 if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
             ]

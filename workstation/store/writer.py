@@ -88,8 +88,8 @@ def write_atomic(
     Raises :class:`OSError` from the file system; the final path is then untouched (or holds
     the previous version) and no temporary file is left behind.
     """
-    root = Path(root)
-    folder = str(PurePosixPath(relpath).parent)
+    root = root if isinstance(root, Path) else Path(root)
+    folder = str(relpath).rpartition("/")[0] or "."  # PurePosixPath(relpath).parent, cheaper
     trusted = trusted_dirs is not None and folder in trusted_dirs
     final = root / relpath if trusted else resolve_in_root(root, relpath)
     size = len(data) if isinstance(data, bytes) else os.stat(data).st_size
@@ -196,7 +196,7 @@ def _temp_name() -> str:
 def _stage(root: Path, data: Source, *, move: bool, fsync: bool) -> Path:
     """A complete, fsynced copy of ``data`` in ``.incoming``."""
     if isinstance(data, bytes):
-        temp = root / INCOMING_DIR / _temp_name()
+        temp = root / f"{INCOMING_DIR}/{_temp_name()}"
         try:
             _write_new(temp, [memoryview(data)], fsync=fsync)
         except FileNotFoundError:  # .incoming itself is gone: make it, once
