@@ -288,14 +288,23 @@ class JobRunner:
                 entry.dirty = True
                 self._wake.notify()
 
+    def _ended_locked(self, job_id: int, run: int) -> tuple[JobEntry, str | None] | None:
+        """The entry of an attempt that just ended, unless a newer run replaced it, and why it
+        was stopped (None, "user" or "shutdown"); the entry forgets its thread and token."""
+        entry = self._entries.get(job_id)
+        if entry is None or entry.run != run:
+            return None
+        stop, entry.stop = entry.stop, None
+        entry.token = None
+        entry.thread = None
+        return entry, stop
+
     def _finish(self, job_id: int, run: int, outcome: RetrieveOutcome | None, error: str) -> None:
         with self._lock:
-            entry = self._entries.get(job_id)
-            if entry is None or entry.run != run:
+            ended = self._ended_locked(job_id, run)
+            if ended is None:
                 return
-            stop, entry.stop = entry.stop, None
-            entry.token = None
-            entry.thread = None
+            entry, stop = ended
             job = entry.job
             changes: dict[str, Any] = {"cancelling": False, "finished": time.time()}
             if outcome is not None:
@@ -348,12 +357,10 @@ class JobRunner:
         self, job_id: int, run: int, attempt: send_job.SendAttempt | None, error: str
     ) -> None:
         with self._lock:
-            entry = self._entries.get(job_id)
-            if entry is None or entry.run != run:
+            ended = self._ended_locked(job_id, run)
+            if ended is None:
                 return
-            stop, entry.stop = entry.stop, None
-            entry.token = None
-            entry.thread = None
+            entry, stop = ended
             job = entry.job
             changes: dict[str, Any] = {"cancelling": False, "finished": time.time()}
             if attempt is not None:

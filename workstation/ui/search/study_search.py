@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,13 +191,7 @@ class StudySearch(QObject):
         search = _Search(self._generation, criteria, time.monotonic())
         self._current = search
         log.info("searching %s for %s", ", ".join(n.label for n in nodes), criteria.describe())
-        for node in nodes:
-            search.nodes[node.label] = NodeOutcome(node.label, len(queries), node)
-            for query in queries:
-                search.tasks.append(self._run_query(search, node, query))
-        self._ticker.start()
-        self.started.emit()
-        self._emit_status()
+        self._ask(search, nodes, queries)
 
     def failures(self) -> list[NodeOutcome]:
         """The nodes of the current search that failed, in the order they were asked."""
@@ -228,14 +222,18 @@ class StudySearch(QObject):
         for outcome in search.nodes.values():
             outcome.seconds = 0.0
         log.info("searching %s again", ", ".join(n.label for n in targets))
-        for node in targets:
+        self._ask(search, targets, queries)
+        return True
+
+    def _ask(self, search: _Search, nodes: Sequence[RemoteNode], queries: Sequence[Query]) -> None:
+        """Send every query to every node (one task each) and say that the search runs."""
+        for node in nodes:
             search.nodes[node.label] = NodeOutcome(node.label, len(queries), node)
             for query in queries:
                 search.tasks.append(self._run_query(search, node, query))
         self._ticker.start()
         self.started.emit()
         self._emit_status()
-        return True
 
     def stop(self, *, quiet: bool = False) -> None:
         """Stop every query of the running search (the rows found so far stay)."""

@@ -26,7 +26,6 @@ import numpy as np
 import shiboken6
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
 from pydicom.uid import UID
 from PySide6.QtCore import QSize, Qt, Signal
@@ -35,7 +34,7 @@ from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from workstation.ui.common.tasks import gui_loop, post
 from workstation.ui.common.thread_guard import check_gui_thread
-from workstation.ui.viewer.imaging import compression_name
+from workstation.ui.viewer.imaging import compression_name, file_window
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +125,7 @@ def _to_8bit(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     if arr.ndim != 2:
         raise PreviewUnavailable(f"Unsupported image layout {arr.shape}")
     values = apply_modality_lut(arr, ds).astype(np.float64)
-    window = _window(ds)
+    window = file_window(ds)
     if window is not None:
         center, width = window
         low = center - 0.5 - (width - 1) / 2
@@ -138,19 +137,6 @@ def _to_8bit(arr: np.ndarray, ds: Dataset) -> np.ndarray:
         out = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
     gray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return 255 - gray if photometric == "MONOCHROME1" else gray
-
-
-def _window(ds: Dataset) -> tuple[float, float] | None:
-    """The first Window Center/Width pair (PS3.3 C.11.2), or None when absent or invalid."""
-    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
-    if center is None or width is None:
-        return None
-    try:
-        c = float(center[0] if isinstance(center, MultiValue | list) else center)
-        w = float(width[0] if isinstance(width, MultiValue | list) else width)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return (c, w) if w >= 1 else None
 
 
 def _to_qimage(pixels: np.ndarray) -> QImage:
